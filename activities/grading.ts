@@ -1,0 +1,184 @@
+import { ApplicationFailure, Context } from '@temporalio/activity';
+import {
+  type ApplyAttempt,
+  type GradeReport,
+  type GradeSummary,
+  PATCH_APPLY_METHODS,
+  type PatchChoice,
+} from '../domain/grading';
+import { filesInPatch, type TaskInstance } from '../domain/instance';
+import { decideResolution } from '../domain/resolution';
+import { parseTestLog } from '../domain/testLog';
+import type { ArtifactStore } from './artifacts';
+import type { LocalSandbox, LocalSandboxBackend } from './localSandbox';
+
+export interface GradeRequest {
+  sandboxId: string;
+  instanceId: string;
+  /** Artifact id of the instance JSON. */
+  instanceRef: string;
+  patch: PatchChoice;
+  testTimeoutSec: number;
+  commandTimeoutSec: number;
+  outputLimitBytes: number;
+}
+
+/** Test logs are parsed for per-test statuses, so keep far more of them than of an agent's command output. */
+const TEST_LOG_LIMIT_BYTES = 32 * 1024 * 1024;
+
+/** Heartbeats while `work` runs so that a lost worker is noticed within the heartbeat timeout. */
+async function withHeartbeat<T>(details: unknown, work: () => Promise<T>): Promise<T> {
+  const context = Context.current();
+  const timer = setInterval(() => context.heartbeat(details), 2000);
+  context.heartbeat(details);
+  try {
+    return await work();
+  } finally {
+    clearInterval(timer);
+  }
+}
+
+/**
+ * Grades a patch in a fresh sandbox, SWE-bench style: apply the patch (strictest method first), restore the
+ * files the test patch touches to the base commit and apply the test patch over them, run the tests, parse
+ * per-test statuses and decide resolution. A patch that does not apply or tests that hang are graded
+ * unresolved with the reason; they are not errors.
+ */
+export async function gradeInSandbox(
+  deps: { store: ArtifactStore; sandboxes: LocalSandboxBackend },
+  request: GradeRequest,
+): Promise<GradeSummary> {
+  const started = performance.now();
+  const instance = await deps.store.getJson<TaskInstance>(request.instanceRef);
+  if (!instance.test_command) {
+    throw ApplicationFailure.nonRetryable(
+      `instance ${instance.instance_id} has no test_command; the local sandbox needs one to run its tests`,
+      'InvalidInstance',
+    );
+  }
+  const sandbox = deps.sandboxes.get(request.sandboxId);
+  const signal = Context.current().cancellationSignal;
+  const execOptions = {
+    timeoutSec: request.commandTimeoutSec,
+    outputLimitBytes: request.outputLimitBytes,
+    signal,
+  };
+  const report: GradeReport = {
+    instanceId: instance.instance_id,
+    patch: request.patch.kind,
+    resolved: false,
+    appliedWith: null,
+    durationMs: 0,
+    applyAttempts: [],
+    testPatchApplied: false,
+    testCommand: instance.test_command,
+    testExitCode: null,
+    testTimedOut: false,
+    testLogId: null,
+    statuses: {},
+    resolution: null,
+    durations: { setupMs: 0, applyMs: 0, testMs: 0 },
+  };
+
+  return withHeartbeat({ instanceId: instance.instance_id, patch: request.patch.kind }, async () => {
+    const patchText = await patchFor(deps.store, instance, request.patch);
+    const applyStarted = performance.now();
+    report.durations.setupMs = Math.round(applyStarted - started);
+    if (patchText.trim() !== '') {
+      const file = await sandbox.writeTmpFile('model.patch', patchText);
+      for (const method of PATCH_APPLY_METHODS) {
+        const result = await sandbox.exec(method.command(file), execOptions);
+        report.applyAttempts.push(attemptOf(method.name, result));
+        if (result.exitCode === 0) {
+          report.appliedWith = method.name;
+          break;
+        }
+        await sandbox.exec('git reset --hard --quiet && git clean -fdq', execOptions); // undo partial applies
+      }
+      if (report.appliedWith === null) report.reason = 'patch did not apply';
+    }
+
+    if (report.reason === undefined) {
+      await resetTestFiles(sandbox, instance, execOptions);
+      if (instance.test_patch.trim() !== '') {
+        const testPatch = await sandbox.writeTmpFile('test.patch', instance.test_patch);
+        const result = await sandbox.exec(`git apply --verbose ${testPatch}`, execOptions);
+        report.applyAttempts.push(attemptOf('test patch', result));
+        report.testPatchApplied = result.exitCode === 0;
+        if (!report.testPatchApplied) report.reason = 'test patch did not apply';
+      } else {
+        report.testPatchApplied = true;
+      }
+    }
+    const testStarted = performance.now();
+    report.durations.applyMs = Math.round(testStarted - applyStarted);
+
+    if (report.reason === undefined) {
+      const result = await sandbox.exec(instance.test_command!, {
+        ...execOptions,
+        timeoutSec: request.testTimeoutSec,
+        outputLimitBytes: TEST_LOG_LIMIT_BYTES,
+      });
+      report.durations.testMs = Math.round(performance.now() - testStarted);
+      report.testExitCode = result.exitCode;
+      report.testTimedOut = result.timedOut;
+      const log = `${result.stdout}\n${result.stderr}`;
+      report.testLogId = (await deps.store.put(log)).id;
+      if (result.timedOut) {
+        report.reason = `tests timed out after ${request.testTimeoutSec}s`;
+      } else {
+        report.statuses = parseTestLog(instance.log_parser, log);
+        report.resolution = decideResolution(instance.FAIL_TO_PASS, instance.PASS_TO_PASS, report.statuses);
+        report.resolved = report.resolution.resolved;
+      }
+    }
+    report.durationMs = Math.round(performance.now() - started);
+    const { id: reportId } = await deps.store.putJson(report);
+    const summary: GradeSummary = {
+      instanceId: report.instanceId,
+      patch: report.patch,
+      resolved: report.resolved,
+      appliedWith: report.appliedWith,
+      reportId,
+      durationMs: report.durationMs,
+    };
+    if (report.reason !== undefined) summary.reason = report.reason;
+    return summary;
+  });
+}
+
+async function patchFor(store: ArtifactStore, instance: TaskInstance, choice: PatchChoice): Promise<string> {
+  switch (choice.kind) {
+    case 'gold':
+      return instance.patch;
+    case 'empty':
+      return '';
+    case 'model':
+      return store.getText(choice.patchId);
+  }
+}
+
+function attemptOf(
+  method: string,
+  result: { exitCode: number | null; stdout: string; stderr: string },
+): ApplyAttempt {
+  return { method, exitCode: result.exitCode, output: `${result.stdout}${result.stderr}`.slice(0, 4000) };
+}
+
+/**
+ * The test patch is applied over whatever the model did to the files it touches: those files go back to
+ * the base commit first (and files the test patch creates are removed).
+ */
+async function resetTestFiles(
+  sandbox: LocalSandbox,
+  instance: TaskInstance,
+  options: { timeoutSec: number; outputLimitBytes: number },
+): Promise<void> {
+  for (const file of filesInPatch(instance.test_patch)) {
+    const quoted = `'${file.replace(/'/g, `'\\''`)}'`;
+    await sandbox.exec(
+      `if git cat-file -e ${instance.base_commit}:${quoted} 2>/dev/null; then git checkout ${instance.base_commit} -- ${quoted}; else rm -f -- ${quoted}; fi`,
+      options,
+    );
+  }
+}

@@ -1,0 +1,31 @@
+import type { ArtifactStore } from './artifacts';
+import { type GradeRequest, gradeInSandbox } from './grading';
+import type { LocalSandboxBackend } from './localSandbox';
+import { createSandbox, destroySandbox } from './sandbox';
+import { loadInstances, writeValidationReport } from './tasks';
+
+/** Activities of the cpu role: data loading and reports. */
+export function createCpuActivities(store: ArtifactStore) {
+  return {
+    loadInstances: (file: string) => loadInstances({ store }, file),
+    writeValidationReport: (runId: string, verdicts: Parameters<typeof writeValidationReport>[2]) =>
+      writeValidationReport({ store }, runId, verdicts),
+  };
+}
+
+/** Activities of the sandbox role. `createSandbox` runs on the shared queue; the rest on `ownTaskQueue`. */
+export function createSandboxActivities(
+  store: ArtifactStore,
+  sandboxes: LocalSandboxBackend,
+  ownTaskQueue: string,
+) {
+  return {
+    createSandbox: (request: { sandboxId: string; instanceRef: string }) =>
+      createSandbox({ store, sandboxes, ownTaskQueue }, request),
+    gradeInSandbox: (request: GradeRequest) => gradeInSandbox({ store, sandboxes }, request),
+    destroySandbox: (sandboxId: string) => destroySandbox({ sandboxes }, sandboxId),
+  };
+}
+
+export type CpuActivities = ReturnType<typeof createCpuActivities>;
+export type SandboxActivities = ReturnType<typeof createSandboxActivities>;

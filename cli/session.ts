@@ -1,0 +1,87 @@
+import { Client, Connection } from '@temporalio/client';
+import { NativeConnection } from '@temporalio/worker';
+import { DEFAULT_QUEUE_PREFIX, roleQueue, type WorkerRole } from '../domain/taskQueues';
+import { type DevServer, startDevServer } from '../infra/devServer';
+import { createWorkerGroup, type WorkerGroup } from '../workers/worker';
+
+/**
+ * Where the CLI finds Temporal. `TEMPORAL_ADDRESS` set: that server. Unset: the embedded dev server
+ * (started, or reused when already running), and — for commands that run work — in-process workers.
+ */
+export interface TemporalSettings {
+  address: string | undefined;
+  namespace: string;
+  queuePrefix: string;
+  port: number;
+}
+
+export function temporalSettings(env: NodeJS.ProcessEnv = process.env): TemporalSettings {
+  const port = Number(env.ENTROPO_TEMPORAL_PORT ?? 7233);
+  if (!Number.isInteger(port) || port <= 0 || port > 65535) {
+    throw new Error(
+      `ENTROPO_TEMPORAL_PORT must be a TCP port, got ${JSON.stringify(env.ENTROPO_TEMPORAL_PORT)}`,
+    );
+  }
+  return {
+    address: env.TEMPORAL_ADDRESS || undefined,
+    namespace: env.TEMPORAL_NAMESPACE || 'default',
+    queuePrefix: env.ENTROPO_TASK_QUEUE_PREFIX || DEFAULT_QUEUE_PREFIX,
+    port,
+  };
+}
+
+export interface Session {
+  client: Client;
+  address: string;
+  settings: TemporalSettings;
+  workflowQueue: string;
+  embedded: boolean;
+}
+
+export async function withSession<T>(
+  options: { workerRoles?: readonly WorkerRole[]; log: (line: string) => void },
+  fn: (session: Session) => Promise<T>,
+): Promise<T> {
+  const settings = temporalSettings();
+  let server: DevServer | undefined;
+  let address = settings.address;
+  if (!address) {
+    server = await startDevServer({ port: settings.port, namespace: settings.namespace });
+    address = server.address;
+    options.log(
+      `${server.owned ? 'started' : 'reusing'} embedded Temporal at ${address}` +
+        (server.uiUrl ? ` · UI ${server.uiUrl}` : ''),
+    );
+  }
+  const connection = await Connection.connect({ address });
+  let workers: WorkerGroup | undefined;
+  let workersDone: Promise<void> | undefined;
+  let nativeConnection: NativeConnection | undefined;
+  try {
+    if (options.workerRoles && options.workerRoles.length > 0) {
+      nativeConnection = await NativeConnection.connect({ address });
+      workers = await createWorkerGroup({
+        connection: nativeConnection,
+        roles: options.workerRoles,
+        namespace: settings.namespace,
+        queuePrefix: settings.queuePrefix,
+        log: options.log,
+      });
+      workersDone = workers.run();
+    }
+    const client = new Client({ connection, namespace: settings.namespace });
+    return await fn({
+      client,
+      address,
+      settings,
+      workflowQueue: roleQueue(settings.queuePrefix, 'cpu'),
+      embedded: server !== undefined,
+    });
+  } finally {
+    workers?.shutdown();
+    await workersDone?.catch(() => undefined);
+    await nativeConnection?.close();
+    await connection.close();
+    await server?.stop();
+  }
+}

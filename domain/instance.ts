@@ -1,0 +1,126 @@
+import { z } from 'zod';
+import { type InputProblem, InvalidInputError, problemsFromZod } from './schemaErrors';
+
+/**
+ * A task instance in SWE-bench's field layout, plus where its code comes from and how its tests run.
+ * Official SWE-bench / SWE-bench Verified / Lite exports load as they are.
+ */
+
+/** Where a sandbox gets the repository at `base_commit`. */
+export const instanceSourceSchema = z.discriminatedUnion('kind', [
+  /** A local git repository that contains `base_commit`. Relative paths resolve against the instance file. */
+  z.strictObject({ kind: z.literal('git'), path: z.string().min(1) }),
+  /** A tarball of the repository (with its `.git`), unpacked per sandbox. */
+  z.strictObject({ kind: z.literal('tarball'), path: z.string().min(1) }),
+  /** A docker image holding the repository (used by the docker backend). */
+  z.strictObject({ kind: z.literal('docker_image'), image: z.string().min(1) }),
+]);
+export type InstanceSource = z.infer<typeof instanceSourceSchema>;
+
+/** SWE-bench stores test lists as JSON-encoded strings; other exports use plain lists. Accept both. */
+const testList = z.union([
+  z.array(z.string()),
+  z.string().transform((text, ctx) => {
+    try {
+      const parsed: unknown = JSON.parse(text);
+      if (Array.isArray(parsed) && parsed.every((t) => typeof t === 'string')) return parsed as string[];
+    } catch {
+      // reported below
+    }
+    ctx.addIssue({ code: 'custom', message: 'must be a list of test ids or a JSON string encoding one' });
+    return z.NEVER;
+  }),
+]);
+
+export const LOG_PARSERS = ['pytest'] as const;
+
+export const instanceSchema = z.strictObject({
+  instance_id: z.string().min(1),
+  repo: z.string().min(1),
+  base_commit: z.string().regex(/^[0-9a-f]{7,40}$/, 'must be a git commit hash'),
+  patch: z.string(),
+  test_patch: z.string(),
+  problem_statement: z.string(),
+  FAIL_TO_PASS: testList,
+  PASS_TO_PASS: testList,
+  // Optional official SWE-bench fields, kept as they are.
+  version: z.union([z.string(), z.number()]).optional(),
+  hints_text: z.string().optional(),
+  created_at: z.string().optional(),
+  environment_setup_commit: z.string().optional(),
+  difficulty: z.string().optional(),
+  // Ours: where the code comes from and how tests run.
+  source: instanceSourceSchema.optional(),
+  /** Shell command run in the repository root to produce the test log. */
+  test_command: z.string().min(1).optional(),
+  log_parser: z.enum(LOG_PARSERS).default('pytest'),
+});
+export type TaskInstance = z.infer<typeof instanceSchema>;
+
+export interface ParsedInstances {
+  instances: TaskInstance[];
+  problems: InputProblem[];
+}
+
+/**
+ * Parses a JSONL file (one instance per line) or a JSON array of instances. Every problem is collected
+ * with its file, line (JSONL) or 1-based element number (JSON array), and field.
+ */
+export function parseInstances(text: string, file: string): ParsedInstances {
+  const rows: { line: number; value: unknown }[] = [];
+  const problems: InputProblem[] = [];
+  const trimmed = text.trimStart();
+  if (trimmed.startsWith('[')) {
+    try {
+      const array = JSON.parse(text) as unknown[];
+      array.forEach((value, i) => {
+        rows.push({ line: i + 1, value });
+      });
+    } catch (e) {
+      problems.push({ file, field: '', message: `not valid JSON: ${(e as Error).message}` });
+    }
+  } else {
+    text.split('\n').forEach((raw, i) => {
+      if (raw.trim() === '') return;
+      try {
+        rows.push({ line: i + 1, value: JSON.parse(raw) });
+      } catch (e) {
+        problems.push({ file, line: i + 1, field: '', message: `not valid JSON: ${(e as Error).message}` });
+      }
+    });
+  }
+  const instances: TaskInstance[] = [];
+  const seen = new Map<string, number>();
+  for (const { line, value } of rows) {
+    const result = instanceSchema.safeParse(value);
+    if (!result.success) {
+      problems.push(...problemsFromZod(result.error, { file, line }));
+      continue;
+    }
+    const firstLine = seen.get(result.data.instance_id);
+    if (firstLine !== undefined) {
+      problems.push({ file, line, field: 'instance_id', message: `duplicate of line ${firstLine}` });
+      continue;
+    }
+    seen.set(result.data.instance_id, line);
+    instances.push(result.data);
+  }
+  if (rows.length === 0 && problems.length === 0) {
+    problems.push({ file, field: '', message: 'no instances in file' });
+  }
+  return { instances, problems };
+}
+
+/** Like {@link parseInstances} but throws {@link InvalidInputError} naming every problem. */
+export function parseInstancesOrThrow(text: string, file: string): TaskInstance[] {
+  const { instances, problems } = parseInstances(text, file);
+  if (problems.length > 0) throw new InvalidInputError(`instance file ${file}`, problems);
+  return instances;
+}
+
+/** Files a unified diff touches (the `b/` side; `a/` side for deletions). */
+export function filesInPatch(patch: string): string[] {
+  const files = new Set<string>();
+  for (const match of patch.matchAll(/^diff --git a\/(\S+) b\/(\S+)$/gm)) files.add(match[2]!);
+  return [...files];
+}

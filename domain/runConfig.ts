@@ -1,0 +1,55 @@
+import { z } from 'zod';
+import { InvalidInputError, problemsFromZod } from './schemaErrors';
+
+/**
+ * The run config: one JSON (or YAML) document that is also the workflow input, so the same file works
+ * with `entropo … --config run.json` and `temporal workflow start --input-file run.json`.
+ * Every field has a default except the ones that name the user's data.
+ */
+
+export const sandboxConfigSchema = z.strictObject({
+  /** Sandbox backend; `local` is bubblewrap over a per-sandbox copy of the repository. */
+  backend: z.enum(['local']).default('local'),
+  /** Wall-clock limit of one command in a sandbox; the whole process tree is killed when it passes. */
+  commandTimeoutSec: z.number().positive().max(86_400).default(120),
+  /** Bytes of stdout (and, separately, stderr) kept per command; the middle of longer output is cut. */
+  outputLimitBytes: z
+    .number()
+    .int()
+    .min(1024)
+    .max(64 * 1024 * 1024)
+    .default(64 * 1024),
+  /** A sandbox activity that has not heartbeat for this long is considered lost with its worker. */
+  heartbeatTimeoutSec: z.number().positive().max(3600).default(30),
+  /** How many times a grading whose sandbox worker vanished is restarted in a fresh sandbox. */
+  maxSandboxRestarts: z.number().int().min(0).max(20).default(3),
+});
+export type SandboxConfig = z.infer<typeof sandboxConfigSchema>;
+
+export const gradingConfigSchema = z.strictObject({
+  /** Wall-clock limit of the test command when grading; a hang is graded unresolved. */
+  testTimeoutSec: z.number().positive().max(86_400).default(900),
+  /** Gradings running at once (each in its own sandbox). */
+  concurrency: z.number().int().min(1).max(1000).default(2),
+});
+export type GradingConfig = z.infer<typeof gradingConfigSchema>;
+
+export const RUN_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$/;
+
+export const validateRunConfigSchema = z.strictObject({
+  /** Names the run; re-using it attaches to (or resumes) the same run. Defaults to the workflow id. */
+  runId: z.string().regex(RUN_ID_PATTERN, 'letters, digits, ".", "_", "-" only (max 100)').optional(),
+  /** Path of a SWE-bench JSON/JSONL instance file, relative to the worker's working directory. */
+  instances: z.string().min(1),
+  sandbox: sandboxConfigSchema.prefault({}),
+  grading: gradingConfigSchema.prefault({}),
+});
+export type ValidateRunConfig = z.infer<typeof validateRunConfigSchema>;
+export type ValidateRunConfigInput = z.input<typeof validateRunConfigSchema>;
+
+/** Validates an already-parsed document; throws {@link InvalidInputError} naming every bad field. */
+export function validateRunConfig(value: unknown, file?: string): ValidateRunConfig {
+  const result = validateRunConfigSchema.safeParse(value);
+  if (!result.success) throw new InvalidInputError('run config', problemsFromZod(result.error, { file }));
+  return result.data;
+}

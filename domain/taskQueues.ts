@@ -1,0 +1,25 @@
+/**
+ * Task queue names. Each worker role polls its own queue; a sandbox worker also polls a queue of its own
+ * (`<prefix>-sandbox@<identity>`) so that every command for a sandbox reaches the worker holding it.
+ * Workflows run on the cpu queue and derive the other names from it, so several deployments (or test
+ * runs) can share one Temporal namespace under different prefixes.
+ */
+export const DEFAULT_QUEUE_PREFIX = 'entropo';
+
+export type WorkerRole = 'cpu' | 'sandbox' | 'gpu';
+export const WORKER_ROLES: readonly WorkerRole[] = ['cpu', 'sandbox', 'gpu'];
+
+export function roleQueue(prefix: string, role: WorkerRole): string {
+  return `${prefix}-${role}`;
+}
+
+export function sandboxWorkerQueue(prefix: string, identity: string): string {
+  return `${prefix}-sandbox@${identity}`;
+}
+
+/** The prefix of a role queue name (`entropo-cpu` → `entropo`). */
+export function queuePrefixOf(queue: string): string {
+  const match = /^(.*)-(cpu|sandbox|gpu)$/.exec(queue);
+  if (!match) throw new Error(`task queue ${queue} is not a role queue (<prefix>-cpu|sandbox|gpu)`);
+  return match[1]!;
+}

