@@ -10,6 +10,7 @@ import { filesInPatch, type TaskInstance } from '../domain/instance';
 import { decideResolution } from '../domain/resolution';
 import { parseTestLog } from '../domain/testLog';
 import type { ArtifactStore } from './artifacts';
+import { withHeartbeat } from './heartbeat';
 import type { LocalSandbox, LocalSandboxBackend } from './localSandbox';
 
 export interface GradeRequest {
@@ -25,18 +26,6 @@ export interface GradeRequest {
 
 /** Test logs are parsed for per-test statuses, so keep far more of them than of an agent's command output. */
 const TEST_LOG_LIMIT_BYTES = 32 * 1024 * 1024;
-
-/** Heartbeats while `work` runs so that a lost worker is noticed within the heartbeat timeout. */
-async function withHeartbeat<T>(details: unknown, work: () => Promise<T>): Promise<T> {
-  const context = Context.current();
-  const timer = setInterval(() => context.heartbeat(details), 2000);
-  context.heartbeat(details);
-  try {
-    return await work();
-  } finally {
-    clearInterval(timer);
-  }
-}
 
 /**
  * Grades a patch in a fresh sandbox, SWE-bench style: apply the patch (strictest method first), restore the

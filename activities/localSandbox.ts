@@ -81,34 +81,20 @@ export class LocalSandbox {
       PYTHONDONTWRITEBYTECODE: '1',
       GIT_CONFIG_NOSYSTEM: '1',
     };
+    // biome-ignore format: bwrap's arguments read best as option/value pairs
     return [
-      '--ro-bind',
-      '/',
-      '/',
-      '--dev',
-      '/dev',
-      '--proc',
-      '/proc',
-      // Hide our own state (artifacts, other sandboxes) before exposing this sandbox's directories.
-      '--tmpfs',
-      entropoHome(),
-      '--bind',
-      this.repoDir,
-      this.repoDir,
-      '--bind',
-      this.tmpDir,
-      '/tmp',
-      '--unshare-net',
-      '--unshare-pid',
-      '--unshare-ipc',
-      '--unshare-uts',
-      '--unshare-cgroup-try',
-      '--hostname',
-      'sandbox',
-      '--die-with-parent',
-      '--new-session',
-      '--chdir',
-      this.repoDir,
+      '--ro-bind', '/', '/',
+      '--dev', '/dev',
+      '--proc', '/proc',
+      '--bind', this.tmpDir, '/tmp',
+      // Hide our own state (artifacts, other sandboxes), then expose this sandbox's repository. Order
+      // matters: later mounts go on top, and the repository may live under /tmp.
+      '--tmpfs', entropoHome(),
+      '--bind', this.repoDir, this.repoDir,
+      '--unshare-net', '--unshare-pid', '--unshare-ipc', '--unshare-uts', '--unshare-cgroup-try',
+      '--hostname', 'sandbox',
+      '--die-with-parent', '--new-session',
+      '--chdir', this.repoDir,
       '--clearenv',
       ...Object.entries(env).flatMap(([k, v]) => ['--setenv', k, v]),
       '--',
@@ -278,7 +264,7 @@ export class LocalSandboxBackend {
       } catch {
         owner = undefined; // half-created sandbox: no owner record
       }
-      if (owner && owner.hostname === os.hostname() && owner.pid !== process.pid && isAlive(owner.pid))
+      if (owner && owner.hostname === os.hostname() && isAlive(owner.pid))
         continue;
       if (owner && owner.hostname !== os.hostname()) continue; // shared filesystem: not ours to judge
       await fs.rm(dir, { recursive: true, force: true });

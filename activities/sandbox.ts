@@ -1,6 +1,7 @@
 import { ApplicationFailure } from '@temporalio/activity';
 import type { TaskInstance } from '../domain/instance';
 import type { ArtifactStore } from './artifacts';
+import { withHeartbeat } from './heartbeat';
 import { BwrapMissingError, type LocalSandboxBackend } from './localSandbox';
 
 export interface SandboxHandle {
@@ -21,12 +22,11 @@ export async function createSandbox(
       'InvalidInstance',
     );
   }
+  const source = instance.source;
   try {
-    await deps.sandboxes.create({
-      sandboxId: request.sandboxId,
-      source: instance.source,
-      baseCommit: instance.base_commit,
-    });
+    await withHeartbeat({ sandboxId: request.sandboxId }, () =>
+      deps.sandboxes.create({ sandboxId: request.sandboxId, source, baseCommit: instance.base_commit }),
+    );
   } catch (e) {
     if (e instanceof BwrapMissingError) throw ApplicationFailure.nonRetryable(e.message, 'BwrapMissing');
     throw e;

@@ -1,4 +1,5 @@
 import * as os from 'node:os';
+import * as path from 'node:path';
 import type { Duration } from '@temporalio/common';
 import { type NativeConnection, Worker } from '@temporalio/worker';
 import { createCpuActivities, createSandboxActivities } from '../activities';
@@ -54,7 +55,7 @@ export async function createWorkerGroup(options: WorkerGroupOptions): Promise<Wo
           await Worker.create({
             ...common,
             taskQueue: roleQueue(options.queuePrefix, 'cpu'),
-            workflowsPath: require.resolve('../workflows'),
+            workflowsPath: path.join(__dirname, '..', 'workflows', 'index.ts'),
             activities: createCpuActivities(store),
           }),
         );

@@ -37,6 +37,7 @@ export async function gradeInstanceWorkflow(input: GradeInstanceInput): Promise<
   const { createSandbox } = proxyActivities<SandboxActivities>({
     taskQueue: roleQueue(prefix, 'sandbox'),
     startToCloseTimeout: '10 minutes',
+    heartbeatTimeout: `${input.sandbox.heartbeatTimeoutSec} seconds`,
     retry: { maximumAttempts: 5 },
   });
 

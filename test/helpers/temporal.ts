@@ -1,0 +1,74 @@
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { Client, Connection } from '@temporalio/client';
+import { DefaultLogger, NativeConnection, Runtime } from '@temporalio/worker';
+import { type DevServer, freePort, startDevServer } from '../../infra/devServer';
+import { createWorkerGroup, type WorkerGroup } from '../../workers/worker';
+
+/**
+ * A real Temporal dev server (the pinned binary from .venv, through our own launcher) on a free port with
+ * its own SQLite file, plus a client. One per test file.
+ */
+export interface TestTemporal {
+  server: DevServer;
+  address: string;
+  client: Client;
+  close(): Promise<void>;
+}
+
+let runtimeInstalled = false;
+export function quietRuntime(): void {
+  if (runtimeInstalled) return;
+  runtimeInstalled = true;
+  Runtime.install({ logger: new DefaultLogger('WARN', (e) => {
+    if (!/^No (workflows|Nexus)/.test(e.message)) process.stderr.write(`[temporal ${e.level}] ${e.message}\n`);
+  }) });
+}
+
+export async function startTestTemporal(home: string): Promise<TestTemporal> {
+  quietRuntime();
+  const server = await startDevServer({
+    port: await freePort(),
+    headless: true,
+    dbFile: path.join(home, 'temporal.db'),
+  });
+  const connection = await Connection.connect({ address: server.address });
+  const client = new Client({ connection });
+  return {
+    server,
+    address: server.address,
+    client,
+    async close() {
+      await connection.close();
+      await server.stop();
+    },
+  };
+}
+
+/** In-process workers (cpu + sandbox) for one queue prefix. */
+export async function startTestWorkers(address: string, queuePrefix: string) {
+  const connection = await NativeConnection.connect({ address });
+  const group: WorkerGroup = await createWorkerGroup({
+    connection,
+    roles: ['cpu', 'sandbox'],
+    queuePrefix,
+    shutdownGraceTime: '5 seconds',
+  });
+  const running = group.run();
+  return {
+    group,
+    async stop() {
+      group.shutdown();
+      await running;
+      await connection.close();
+    },
+  };
+}
+
+export function sandboxDirs(home: string): string[] {
+  try {
+    return fs.readdirSync(path.join(home, 'sandboxes'));
+  } catch {
+    return [];
+  }
+}

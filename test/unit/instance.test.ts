@@ -1,0 +1,62 @@
+import { describe, expect, it } from 'vitest';
+import { filesInPatch, parseInstances, parseInstancesOrThrow } from '../../domain/instance';
+
+const base = {
+  instance_id: 'owner__repo-1',
+  repo: 'owner/repo',
+  base_commit: 'abc1234',
+  patch: 'diff --git a/x.py b/x.py\n',
+  test_patch: '',
+  problem_statement: 'it breaks',
+};
+
+describe('parseInstances', () => {
+  it('reads SWE-bench JSONL where test lists are JSON strings, as exported', () => {
+    const row = { ...base, FAIL_TO_PASS: '["t.py::a"]', PASS_TO_PASS: '[]', version: '1.0', environment_setup_commit: 'x' };
+    const { instances, problems } = parseInstances(`${JSON.stringify(row)}\n`, 'swe.jsonl');
+    expect(problems).toEqual([]);
+    expect(instances[0]!.FAIL_TO_PASS).toEqual(['t.py::a']);
+    expect(instances[0]!.log_parser).toBe('pytest');
+  });
+
+  it('reads a JSON array with plain lists', () => {
+    const rows = [{ ...base, FAIL_TO_PASS: ['a'], PASS_TO_PASS: ['b'] }];
+    expect(parseInstancesOrThrow(JSON.stringify(rows), 'swe.json')[0]!.PASS_TO_PASS).toEqual(['b']);
+  });
+
+  it('names the file, line and field of every problem at once', () => {
+    const good = JSON.stringify({ ...base, FAIL_TO_PASS: [], PASS_TO_PASS: [] });
+    const text = [
+      good,
+      '{not json',
+      JSON.stringify({ ...base, instance_id: 'x2', FAIL_TO_PASS: 'nope', PASS_TO_PASS: [], colour: 'red' }),
+      '',
+      good,
+    ].join('\n');
+    const { instances, problems } = parseInstances(text, 'bad.jsonl');
+    expect(instances).toHaveLength(1);
+    expect(problems).toEqual([
+      expect.objectContaining({ file: 'bad.jsonl', line: 2, field: '', message: expect.stringContaining('not valid JSON') }),
+      expect.objectContaining({ line: 3, field: 'FAIL_TO_PASS' }),
+      expect.objectContaining({ line: 3, field: 'colour', message: 'unknown field' }),
+      expect.objectContaining({ line: 5, field: 'instance_id', message: 'duplicate of line 1' }),
+    ]);
+    expect(() => parseInstancesOrThrow(text, 'bad.jsonl')).toThrow(/bad\.jsonl:line 3: field "colour": unknown field/);
+  });
+
+  it('rejects a missing required field and a bad commit hash', () => {
+    const { problems } = parseInstances(JSON.stringify({ ...base, base_commit: 'main', PASS_TO_PASS: [] }), 'f.jsonl');
+    expect(problems.map((p) => p.field).sort()).toEqual(['FAIL_TO_PASS', 'base_commit']);
+  });
+
+  it('rejects an empty file', () => {
+    expect(parseInstances('\n\n', 'empty.jsonl').problems[0]!.message).toBe('no instances in file');
+  });
+});
+
+describe('filesInPatch', () => {
+  it('lists the files a diff touches, new files included', () => {
+    const patch = 'diff --git a/a.py b/a.py\n--- a/a.py\n+++ b/a.py\ndiff --git a/t/new.py b/t/new.py\nnew file mode 100644\n';
+    expect(filesInPatch(patch)).toEqual(['a.py', 't/new.py']);
+  });
+});
