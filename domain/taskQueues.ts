@@ -17,9 +17,11 @@ export function sandboxWorkerQueue(prefix: string, identity: string): string {
   return `${prefix}-sandbox@${identity}`;
 }
 
-/** The prefix of a role queue name (`entropo-cpu` → `entropo`). */
+/**
+ * The prefix of a role queue name (`entropo-cpu` → `entropo`). Our workers only poll role queues, so a
+ * workflow always runs on one in production; any other name (a replay worker's queue) is kept whole.
+ */
 export function queuePrefixOf(queue: string): string {
   const match = /^(.*)-(cpu|sandbox|gpu)$/.exec(queue);
-  if (!match) throw new Error(`task queue ${queue} is not a role queue (<prefix>-cpu|sandbox|gpu)`);
-  return match[1]!;
+  return match ? match[1]! : queue;
 }
