@@ -264,8 +264,7 @@ export class LocalSandboxBackend {
       } catch {
         owner = undefined; // half-created sandbox: no owner record
       }
-      if (owner && owner.hostname === os.hostname() && isAlive(owner.pid))
-        continue;
+      if (owner && owner.hostname === os.hostname() && isAlive(owner.pid)) continue;
       if (owner && owner.hostname !== os.hostname()) continue; // shared filesystem: not ours to judge
       await fs.rm(dir, { recursive: true, force: true });
       removed.push(entry);

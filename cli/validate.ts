@@ -2,12 +2,14 @@ import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import {
-  type WorkflowHandle,
   WorkflowExecutionAlreadyStartedError,
+  type WorkflowHandle,
   WorkflowIdConflictPolicy,
   WorkflowIdReusePolicy,
 } from '@temporalio/client';
+import { parseInstancesOrThrow } from '../domain/instance';
 import { type ValidateRunConfig, validateRunConfig } from '../domain/runConfig';
+import { InvalidInputError } from '../domain/schemaErrors';
 import { formatValidationProgress, type ValidationProgress } from '../domain/validation';
 import type { ValidateTasksResult } from '../workflows/validateTasks';
 import { readConfigDocument } from './runConfigFile';
@@ -38,6 +40,11 @@ export function buildValidateConfig(instances: string, options: ValidateOptions)
   if (options.testTimeout !== undefined) grading.testTimeoutSec = options.testTimeout;
   merged.grading = grading;
   const config = validateRunConfig(merged, options.config);
+  // Check the instance file here too, so that bad input is reported before any work starts.
+  if (!fs.existsSync(config.instances)) {
+    throw new InvalidInputError('instance file', [{ file: instances, field: '', message: 'no such file' }]);
+  }
+  parseInstancesOrThrow(fs.readFileSync(config.instances, 'utf8'), instances);
   if (!config.runId) {
     // Same instances and settings → same run id, so re-running a command resumes (or shows) the same run.
     const hash = createHash('sha256')

@@ -25,7 +25,11 @@ export function fixtureInstances(): Record<string, unknown>[] {
 }
 
 /** Writes instances to a JSONL file in `dir` and returns its path. */
-export function writeInstances(dir: string, rows: Record<string, unknown>[], name = 'instances.jsonl'): string {
+export function writeInstances(
+  dir: string,
+  rows: Record<string, unknown>[],
+  name = 'instances.jsonl',
+): string {
   const file = path.join(dir, name);
   fs.writeFileSync(file, `${rows.map((r) => JSON.stringify(r)).join('\n')}\n`);
   return file;

@@ -20,9 +20,12 @@ let runtimeInstalled = false;
 export function quietRuntime(): void {
   if (runtimeInstalled) return;
   runtimeInstalled = true;
-  Runtime.install({ logger: new DefaultLogger('WARN', (e) => {
-    if (!/^No (workflows|Nexus)/.test(e.message)) process.stderr.write(`[temporal ${e.level}] ${e.message}\n`);
-  }) });
+  Runtime.install({
+    logger: new DefaultLogger('WARN', (e) => {
+      if (!/^No (workflows|Nexus)/.test(e.message))
+        process.stderr.write(`[temporal ${e.level}] ${e.message}\n`);
+    }),
+  });
 }
 
 export async function startTestTemporal(home: string): Promise<TestTemporal> {

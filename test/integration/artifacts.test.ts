@@ -9,10 +9,13 @@ describe('ArtifactStore', () => {
 
   it('stores by content hash and reads back', async () => {
     const ref = await store.put('hello');
-    expect(ref).toEqual({ id: 'sha256:2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824', bytes: 5 });
+    expect(ref).toEqual({
+      id: 'sha256:2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824',
+      bytes: 5,
+    });
     expect(await store.getText(ref.id)).toBe('hello');
     expect(await store.put('hello')).toEqual(ref);
-    expect(await store.getJson(( await store.putJson({ a: [1, 2] })).id)).toEqual({ a: [1, 2] });
+    expect(await store.getJson((await store.putJson({ a: [1, 2] })).id)).toEqual({ a: [1, 2] });
   });
 
   it('leaves no temporary files behind', async () => {

@@ -102,7 +102,10 @@ describe('local bubblewrap sandbox', () => {
     const orphan = path.join(backend.root, 'orphan-1');
     fs.mkdirSync(path.join(orphan, 'repo'), { recursive: true });
     const dead = spawnSync('true').pid!;
-    fs.writeFileSync(path.join(orphan, 'owner.json'), JSON.stringify({ pid: dead, hostname: require('node:os').hostname() }));
+    fs.writeFileSync(
+      path.join(orphan, 'owner.json'),
+      JSON.stringify({ pid: dead, hostname: require('node:os').hostname() }),
+    );
     const other = new LocalSandboxBackend(backend.root);
     expect(await other.sweepOrphans()).toEqual(['orphan-1']);
     expect(fs.existsSync(a.dir)).toBe(true); // owned by this live process

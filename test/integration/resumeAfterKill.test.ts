@@ -54,7 +54,14 @@ describe('resume after a worker is killed', () => {
     const handle = await temporal.client.workflow.start('validateTasksWorkflow', {
       taskQueue: `${PREFIX}-cpu`,
       workflowId: 'validate/resume',
-      args: [{ runId: 'resume', instances: file, grading: { concurrency: 1 }, sandbox: { heartbeatTimeoutSec: 4 } }],
+      args: [
+        {
+          runId: 'resume',
+          instances: file,
+          grading: { concurrency: 1 },
+          sandbox: { heartbeatTimeoutSec: 4 },
+        },
+      ],
     });
 
     let progress: ValidationProgress | undefined;
@@ -67,7 +74,9 @@ describe('resume after a worker is killed', () => {
     first.kill('SIGKILL');
     const killedAt = Date.now();
     const finishedBeforeKill: string[] = [];
-    for await (const child of temporal.client.workflow.list({ query: `WorkflowType = 'gradeInstanceWorkflow'` })) {
+    for await (const child of temporal.client.workflow.list({
+      query: `WorkflowType = 'gradeInstanceWorkflow'`,
+    })) {
       if (child.closeTime && child.closeTime.getTime() < killedAt) finishedBeforeKill.push(child.workflowId);
     }
     expect(sandboxDirs(home).length).toBeGreaterThan(0); // the killed worker left its sandbox behind
@@ -84,7 +93,10 @@ describe('resume after a worker is killed', () => {
     for (const id of finishedBeforeKill) expect(await gradeActivityCount(temporal.client, id)).toBe(1);
     let total = 0;
     for (const e of childStarts) {
-      total += await gradeActivityCount(temporal.client, e.childWorkflowExecutionStartedEventAttributes!.workflowExecution!.workflowId!);
+      total += await gradeActivityCount(
+        temporal.client,
+        e.childWorkflowExecutionStartedEventAttributes!.workflowExecution!.workflowId!,
+      );
     }
     expect(total).toBeLessThanOrEqual(7); // at most the one in flight at the kill was redone, in a fresh sandbox
     expect(sandboxDirs(home)).toEqual([]); // the new worker swept what the dead one left

@@ -1,7 +1,7 @@
 import { execFile } from 'node:child_process';
-import { promisify } from 'node:util';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { promisify } from 'node:util';
 import { WorkflowFailedError } from '@temporalio/client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ArtifactStore } from '../../activities/artifacts';
@@ -42,7 +42,11 @@ describe('validateTasksWorkflow (real dev server, real bwrap)', () => {
       good2!,
       good3!,
       // A gold patch that does not apply: graded unresolved with the reason, not an error.
-      { ...good1!, instance_id: 'broken-patch', patch: good1!.patch.toString().replace(/in \(11, 12\)/g, 'in (99, 98)') },
+      {
+        ...good1!,
+        instance_id: 'broken-patch',
+        patch: String(good1!.patch).replace(/in \(11, 12\)/g, 'in (99, 98)'),
+      },
       // A test command that hangs: killed at the time limit, graded unresolved.
       { ...good2!, instance_id: 'hanging-tests', test_command: 'sleep 600' },
       // No source for the local sandbox: the grading fails with a clear reason, the run goes on.
@@ -67,7 +71,11 @@ describe('validateTasksWorkflow (real dev server, real bwrap)', () => {
     }[];
     const broken = verdicts.find((v) => v.instanceId === 'broken-patch')!;
     const report = await new ArtifactStore().getJson<GradeReport>(broken.gold.reportId);
-    expect(report.applyAttempts.map((a) => a.method)).toEqual(['git apply', 'git apply --reject', 'patch --fuzz=5']);
+    expect(report.applyAttempts.map((a) => a.method)).toEqual([
+      'git apply',
+      'git apply --reject',
+      'patch --fuzz=5',
+    ]);
     const good = verdicts.find((v) => v.instanceId === good1!.instance_id)!;
     const goodReport = await new ArtifactStore().getJson<GradeReport>(good.gold.reportId);
     expect(goodReport.appliedWith).toBe('git apply');
@@ -86,9 +94,10 @@ describe('validateTasksWorkflow (real dev server, real bwrap)', () => {
   });
 
   it('rejects an invalid run config naming every bad field', async () => {
-    const error = await run({ instances: '', grading: { concurrency: 0 }, bogus: true } as never, 'validate/bad-config').catch(
-      (e: unknown) => e,
-    );
+    const error = await run(
+      { instances: '', grading: { concurrency: 0 }, bogus: true } as never,
+      'validate/bad-config',
+    ).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(WorkflowFailedError);
     const message = (error as WorkflowFailedError).cause?.message ?? '';
     expect(message).toContain('field "instances"');
@@ -99,10 +108,13 @@ describe('validateTasksWorkflow (real dev server, real bwrap)', () => {
   it('fails fast naming file and line for an unparseable instance file', async () => {
     const file = path.join(home, 'broken.jsonl');
     fs.writeFileSync(file, `${JSON.stringify(fixtureInstances()[0])}\n{"instance_id": \n`);
-    const error = (await run({ instances: file }, 'validate/broken-file').catch((e: unknown) => e)) as WorkflowFailedError;
+    const error = (await run({ instances: file }, 'validate/broken-file').catch(
+      (e: unknown) => e,
+    )) as WorkflowFailedError;
     expect(error).toBeInstanceOf(WorkflowFailedError);
-    let cause: { message: string; cause?: unknown } | undefined = error.cause as never;
-    while (cause?.cause) cause = cause.cause as never;
+    type Chain = { message: string; cause?: unknown };
+    let cause = error.cause as Chain | undefined;
+    while (cause?.cause) cause = cause.cause as Chain;
     expect(cause?.message).toContain(`${file}:line 2: document: not valid JSON`);
   });
 
@@ -111,13 +123,22 @@ describe('validateTasksWorkflow (real dev server, real bwrap)', () => {
     const input = path.join(home, 'run.json');
     fs.writeFileSync(input, JSON.stringify({ runId: 'from-cli', instances: file }));
     // Async: the workers serving this run live in this process and need its event loop.
-    const { stdout: output } = await promisify(execFile)(
-      temporalBinary(),
-      [
-        'workflow', 'execute', '--address', temporal.address, '--type', 'validateTasksWorkflow',
-        '--task-queue', `${PREFIX}-cpu`, '--workflow-id', 'validate/from-cli', '--input-file', input, '--output', 'json',
-      ],
-    );
+    const { stdout: output } = await promisify(execFile)(temporalBinary(), [
+      'workflow',
+      'execute',
+      '--address',
+      temporal.address,
+      '--type',
+      'validateTasksWorkflow',
+      '--task-queue',
+      `${PREFIX}-cpu`,
+      '--workflow-id',
+      'validate/from-cli',
+      '--input-file',
+      input,
+      '--output',
+      'json',
+    ]);
     const result = JSON.parse(output).result as ValidateTasksResult;
     expect(result.runId).toBe('from-cli');
     expect(result.valid).toEqual([fixtureInstances()[0]!.instance_id]);

@@ -7,9 +7,10 @@
  * Re-record only when a workflow change is meant to be incompatible; otherwise keep old fixtures and
  * guard the change with `patched()`, so that runs in flight keep replaying.
  */
+
+import { execFile } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { temporalBinary } from '../../infra/devServer';
 import { fixtureInstances, isolatedHome, writeInstances } from '../helpers/env';
@@ -32,10 +33,20 @@ async function main() {
     fs.mkdirSync(out, { recursive: true });
     const ids = { 'validateTasks.json': workflowId, 'gradeInstance.json': child };
     fs.writeFileSync(path.join(out, 'workflow-ids.json'), `${JSON.stringify(ids, null, 2)}\n`);
-    for (const [name, id] of [['validateTasks', workflowId], ['gradeInstance', child]] as const) {
+    for (const [name, id] of [
+      ['validateTasks', workflowId],
+      ['gradeInstance', child],
+    ] as const) {
       // The temporal CLI writes the standard JSON history format that every Temporal tool reads.
       const { stdout } = await promisify(execFile)(temporalBinary(), [
-        'workflow', 'show', '--address', temporal.address, '--workflow-id', id, '--output', 'json',
+        'workflow',
+        'show',
+        '--address',
+        temporal.address,
+        '--workflow-id',
+        id,
+        '--output',
+        'json',
       ]);
       fs.writeFileSync(path.join(out, `${name}.json`), stdout);
       process.stderr.write(`recorded ${name}.json (${JSON.parse(stdout).events.length} events)\n`);

@@ -11,7 +11,10 @@ describe('replay of recorded histories', () => {
     quietRuntime();
     const dir = path.join(__dirname, 'histories');
     // Child workflow ids derive from the parent's id, so each history replays under its recorded id.
-    const ids = JSON.parse(fs.readFileSync(path.join(dir, 'workflow-ids.json'), 'utf8')) as Record<string, string>;
+    const ids = JSON.parse(fs.readFileSync(path.join(dir, 'workflow-ids.json'), 'utf8')) as Record<
+      string,
+      string
+    >;
     const files = Object.keys(ids).sort();
     expect(files).toEqual(['gradeInstance.json', 'validateTasks.json']);
     const histories = files.map((f) => ({

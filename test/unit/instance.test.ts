@@ -12,7 +12,13 @@ const base = {
 
 describe('parseInstances', () => {
   it('reads SWE-bench JSONL where test lists are JSON strings, as exported', () => {
-    const row = { ...base, FAIL_TO_PASS: '["t.py::a"]', PASS_TO_PASS: '[]', version: '1.0', environment_setup_commit: 'x' };
+    const row = {
+      ...base,
+      FAIL_TO_PASS: '["t.py::a"]',
+      PASS_TO_PASS: '[]',
+      version: '1.0',
+      environment_setup_commit: 'x',
+    };
     const { instances, problems } = parseInstances(`${JSON.stringify(row)}\n`, 'swe.jsonl');
     expect(problems).toEqual([]);
     expect(instances[0]!.FAIL_TO_PASS).toEqual(['t.py::a']);
@@ -36,16 +42,26 @@ describe('parseInstances', () => {
     const { instances, problems } = parseInstances(text, 'bad.jsonl');
     expect(instances).toHaveLength(1);
     expect(problems).toEqual([
-      expect.objectContaining({ file: 'bad.jsonl', line: 2, field: '', message: expect.stringContaining('not valid JSON') }),
+      expect.objectContaining({
+        file: 'bad.jsonl',
+        line: 2,
+        field: '',
+        message: expect.stringContaining('not valid JSON'),
+      }),
       expect.objectContaining({ line: 3, field: 'FAIL_TO_PASS' }),
       expect.objectContaining({ line: 3, field: 'colour', message: 'unknown field' }),
       expect.objectContaining({ line: 5, field: 'instance_id', message: 'duplicate of line 1' }),
     ]);
-    expect(() => parseInstancesOrThrow(text, 'bad.jsonl')).toThrow(/bad\.jsonl:line 3: field "colour": unknown field/);
+    expect(() => parseInstancesOrThrow(text, 'bad.jsonl')).toThrow(
+      /bad\.jsonl:line 3: field "colour": unknown field/,
+    );
   });
 
   it('rejects a missing required field and a bad commit hash', () => {
-    const { problems } = parseInstances(JSON.stringify({ ...base, base_commit: 'main', PASS_TO_PASS: [] }), 'f.jsonl');
+    const { problems } = parseInstances(
+      JSON.stringify({ ...base, base_commit: 'main', PASS_TO_PASS: [] }),
+      'f.jsonl',
+    );
     expect(problems.map((p) => p.field).sort()).toEqual(['FAIL_TO_PASS', 'base_commit']);
   });
 
@@ -56,7 +72,8 @@ describe('parseInstances', () => {
 
 describe('filesInPatch', () => {
   it('lists the files a diff touches, new files included', () => {
-    const patch = 'diff --git a/a.py b/a.py\n--- a/a.py\n+++ b/a.py\ndiff --git a/t/new.py b/t/new.py\nnew file mode 100644\n';
+    const patch =
+      'diff --git a/a.py b/a.py\n--- a/a.py\n+++ b/a.py\ndiff --git a/t/new.py b/t/new.py\nnew file mode 100644\n';
     expect(filesInPatch(patch)).toEqual(['a.py', 't/new.py']);
   });
 });

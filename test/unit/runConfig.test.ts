@@ -14,7 +14,12 @@ describe('validateRunConfig', () => {
     let error: InvalidInputError | undefined;
     try {
       validateRunConfig(
-        { runId: 'bad id!', sandbox: { commandTimeoutSec: -1, backend: 'vm' }, grading: { concurrency: 0 }, extra: 1 },
+        {
+          runId: 'bad id!',
+          sandbox: { commandTimeoutSec: -1, backend: 'vm' },
+          grading: { concurrency: 0 },
+          extra: 1,
+        },
         'run.json',
       );
     } catch (e) {

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { parsePytestLog } from '../../domain/testLog';
 import { decideResolution, isValidTask } from '../../domain/resolution';
+import { parsePytestLog } from '../../domain/testLog';
 
 const LOG = `
 ============================= test session starts ==============================
@@ -30,7 +30,13 @@ describe('parsePytestLog', () => {
 describe('decideResolution (SWE-bench rule)', () => {
   const statuses = parsePytestLog(LOG);
   it('resolves when FAIL_TO_PASS pass (or xfail) and PASS_TO_PASS pass', () => {
-    expect(decideResolution(['test_a.py::test_one', 'test_a.py::test_known'], ['test_a.py::test_param[a b-c]'], statuses).resolved).toBe(true);
+    expect(
+      decideResolution(
+        ['test_a.py::test_one', 'test_a.py::test_known'],
+        ['test_a.py::test_param[a b-c]'],
+        statuses,
+      ).resolved,
+    ).toBe(true);
   });
   it('a failing or missing test fails', () => {
     const r = decideResolution(['test_a.py::test_two'], ['test_a.py::test_gone'], statuses);

@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import type { GradeSummary } from '../../domain/grading';
+import { queuePrefixOf, roleQueue, sandboxWorkerQueue } from '../../domain/taskQueues';
 import { formatValidationProgress, renderValidationMarkdown, verdictFor } from '../../domain/validation';
 import { mapWithConcurrency } from '../../workflows/concurrency';
-import { queuePrefixOf, roleQueue, sandboxWorkerQueue } from '../../domain/taskQueues';
 
 const grade = (resolved: boolean, reason?: string): GradeSummary => ({
   instanceId: 'i',
@@ -30,9 +30,18 @@ describe('verdictFor', () => {
     const md = renderValidationMarkdown('r', [verdictFor('i', grade(true), grade(false))]);
     expect(md).toContain('1 of 1 instances valid');
     expect(md).toContain('| i | yes | resolved (1.5s) | unresolved (1.5s) |  |');
-    const line = formatValidationProgress({
-      runId: 'r', stage: 'grading', instances: 2, gradingsTotal: 4, gradingsDone: 1, valid: 0, invalid: 0,
-    }, 8);
+    const line = formatValidationProgress(
+      {
+        runId: 'r',
+        stage: 'grading',
+        instances: 2,
+        gradingsTotal: 4,
+        gradingsDone: 1,
+        valid: 0,
+        invalid: 0,
+      },
+      8,
+    );
     expect(line).toBe('grading   [##------] 1/4 gradings · 2 instances');
   });
 });

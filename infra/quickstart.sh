@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# The main job on the embedded defaults: installs what is missing, starts the embedded Temporal dev
+# server and in-process workers, and validates the bundled task instances in bubblewrap sandboxes.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+bash infra/setup.sh
+exec bin/entropo tasks validate tasks/fixtures/instances.jsonl "$@"
