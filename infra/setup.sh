@@ -18,8 +18,10 @@ if ! command -v bwrap >/dev/null 2>&1 || ! command -v patch >/dev/null 2>&1; the
 fi
 
 if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
-  say "installing npm packages (npm ci)"
-  npm ci --no-audit --no-fund --loglevel=error
+  say "installing npm packages"
+  # npm install, not npm ci: the npm here writes lockfiles without other platforms' optional packages and
+  # then refuses to `npm ci` them. install still follows package-lock.json, and direct deps are pinned.
+  npm install --no-audit --no-fund --loglevel=error
 fi
 
 if [ ! -x .venv/bin/python ]; then

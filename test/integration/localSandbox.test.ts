@@ -30,6 +30,20 @@ describe('local bubblewrap sandbox', () => {
     expect(cwd).toBe(a.repoDir);
   });
 
+  it('creates a sandbox from a tarball of the repository too', async () => {
+    const tarball = path.join(home, 'repo.tar');
+    spawnSync('tar', ['-C', FIXTURE_REPO, '-cf', tarball, '.']);
+    const t = await backend.create({
+      sandboxId: 'sbx-tar',
+      source: { kind: 'tarball', path: tarball },
+      baseCommit: instance.base_commit as string,
+    });
+    const r = await t.exec('git rev-parse HEAD; git status --porcelain | wc -l', opts);
+    expect(r.stdout.trim().split('\n')).toEqual([instance.base_commit, '0']);
+    await backend.destroy('sbx-tar');
+    expect(fs.existsSync(t.dir)).toBe(false);
+  });
+
   it('reports exit codes and stderr', async () => {
     const r = await a.exec('echo out; echo err >&2; exit 3', opts);
     expect(r).toMatchObject({ exitCode: 3, stdout: 'out\n', stderr: 'err\n', timedOut: false });
