@@ -87,6 +87,8 @@ export class LocalSandbox {
       '--dev', '/dev',
       '--proc', '/proc',
       '--bind', this.tmpDir, '/tmp',
+      // The private /tmp would hide a project checked out under /tmp: keep its python env visible.
+      '--ro-bind-try', path.dirname(venvBin()), path.dirname(venvBin()),
       // Hide our own state (artifacts, other sandboxes), then expose this sandbox's repository. Order
       // matters: later mounts go on top, and the repository may live under /tmp.
       '--tmpfs', entropoHome(),
