@@ -3,7 +3,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type LocalSandbox, LocalSandboxBackend } from '../../activities/localSandbox';
-import { PROJECT_ROOT } from '../../activities/paths';
+import { PROJECT_ROOT, venvBin } from '../../activities/paths';
 import { FIXTURE_REPO, fixtureInstances, isolatedHome } from '../helpers/env';
 
 const home = isolatedHome('sandbox');
@@ -59,8 +59,9 @@ describe('local bubblewrap sandbox', () => {
   });
 
   it('keeps the host read-only but the repo and /tmp writable', async () => {
+    const venv = path.dirname(venvBin()); // a host path that stays visible wherever the project lives
     const r = await a.exec(
-      `touch ${PROJECT_ROOT}/escape 2>&1; echo host=$?; touch /etc/escape 2>/dev/null; echo etc=$?; ` +
+      `touch ${venv}/escape 2>&1; echo host=$?; touch /etc/escape 2>/dev/null; echo etc=$?; ` +
         'touch inside && echo repo=ok; touch /tmp/x && echo tmp=ok',
       opts,
     );
@@ -68,7 +69,7 @@ describe('local bubblewrap sandbox', () => {
     expect(r.stdout).toMatch(/etc=1/);
     expect(r.stdout).toMatch(/repo=ok/);
     expect(r.stdout).toMatch(/tmp=ok/);
-    expect(fs.existsSync(path.join(PROJECT_ROOT, 'escape'))).toBe(false);
+    expect(fs.existsSync(path.join(venv, 'escape'))).toBe(false);
   });
 
   it("cannot see other sandboxes' files or processes", async () => {
