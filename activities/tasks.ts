@@ -2,7 +2,7 @@ import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import { ApplicationFailure } from '@temporalio/activity';
 import { parseInstances, type TaskInstance } from '../domain/instance';
-import { formatProblem } from '../domain/schemaErrors';
+import { describeProblems } from '../domain/schemaErrors';
 import { type InstanceVerdict, renderValidationMarkdown } from '../domain/validation';
 import type { ArtifactStore } from './artifacts';
 import { entropoHome } from './paths';
@@ -32,7 +32,7 @@ export async function loadInstances(deps: { store: ArtifactStore }, file: string
   const { instances, problems } = parseInstances(text, file);
   if (problems.length > 0) {
     throw ApplicationFailure.nonRetryable(
-      `invalid instance file ${file}:\n${problems.map((p) => `  - ${formatProblem(p)}`).join('\n')}`,
+      describeProblems(`instance file ${file}`, problems),
       'BadInput',
       problems,
     );

@@ -42,13 +42,18 @@ export function formatProblem(p: InputProblem): string {
   return `${location ? `${location}: ` : ''}${field}: ${p.message}`;
 }
 
+/** `invalid <what>:` followed by one indented line per problem. */
+export function describeProblems(what: string, problems: readonly InputProblem[]): string {
+  return `invalid ${what}:\n${problems.map((p) => `  - ${formatProblem(p)}`).join('\n')}`;
+}
+
 /** Thrown when user input is invalid; carries every problem found, not just the first. */
 export class InvalidInputError extends Error {
   constructor(
     readonly what: string,
     readonly problems: InputProblem[],
   ) {
-    super(`invalid ${what}:\n${problems.map((p) => `  - ${formatProblem(p)}`).join('\n')}`);
+    super(describeProblems(what, problems));
     this.name = 'InvalidInputError';
   }
 }

@@ -10,7 +10,7 @@ import {
 import type { CpuActivities } from '../activities';
 import type { GradeSummary } from '../domain/grading';
 import { type ValidateRunConfig, validateRunConfigSchema } from '../domain/runConfig';
-import { formatProblem, problemsFromZod } from '../domain/schemaErrors';
+import { describeProblems, problemsFromZod } from '../domain/schemaErrors';
 import { type InstanceVerdict, type ValidationProgress, verdictFor } from '../domain/validation';
 import { mapWithConcurrency } from './concurrency';
 import { gradeInstanceWorkflow } from './gradeInstance';
@@ -109,7 +109,7 @@ function parseConfig(input: unknown): ValidateRunConfig {
   if (result.success) return result.data;
   const problems = problemsFromZod(result.error);
   throw ApplicationFailure.nonRetryable(
-    `invalid run config:\n${problems.map((p) => `  - ${formatProblem(p)}`).join('\n')}`,
+    describeProblems('run config', problems),
     'InvalidRunConfig',
     problems,
   );
