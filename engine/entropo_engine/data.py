@@ -189,7 +189,7 @@ def require(records: list[Record], mode: str) -> None:
         if mode in ("entropo-kto", "verifier") and r.label is None:
             key = "label" if mode == "entropo-kto" else "resolved"
             raise InvalidInputError(f"{r.where}: field '{key}': {mode} needs a true/false label on every record")
-        for msgs in (r.chosen, r.rejected or []):
+        for msgs in (m for m in (r.chosen, r.rejected) if m is not None):
             if not any(m["role"] == "assistant" for m in msgs):
                 raise InvalidInputError(f"{r.where}: the conversation has no assistant turn, so nothing to learn from")
 
