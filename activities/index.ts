@@ -1,4 +1,5 @@
 import type { ArtifactStore } from './artifacts';
+import { runEngineJob } from './engine';
 import { type GradeRequest, gradeInSandbox } from './grading';
 import type { LocalSandboxBackend } from './localSandbox';
 import { createSandbox, destroySandbox } from './sandbox';
@@ -27,5 +28,11 @@ export function createSandboxActivities(
   };
 }
 
+/** Activities of the gpu role: engine jobs (training, scoring) as child processes. */
+export function createGpuActivities() {
+  return { runEngineJob };
+}
+
 export type CpuActivities = ReturnType<typeof createCpuActivities>;
 export type SandboxActivities = ReturnType<typeof createSandboxActivities>;
+export type GpuActivities = ReturnType<typeof createGpuActivities>;

@@ -2,7 +2,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import type { Duration } from '@temporalio/common';
 import { type NativeConnection, Worker } from '@temporalio/worker';
-import { createCpuActivities, createSandboxActivities } from '../activities';
+import { createCpuActivities, createGpuActivities, createSandboxActivities } from '../activities';
 import { ArtifactStore } from '../activities/artifacts';
 import { assertBwrapAvailable, LocalSandboxBackend } from '../activities/localSandbox';
 import { roleQueue, sandboxWorkerQueue, type WorkerRole } from '../domain/taskQueues';
@@ -12,7 +12,7 @@ import { roleQueue, sandboxWorkerQueue, type WorkerRole } from '../domain/taskQu
  *   cpu     – workflows, data loading, reports            (`<prefix>-cpu`)
  *   sandbox – sandbox creation on `<prefix>-sandbox`, and every command of a sandbox it holds on its own
  *             queue `<prefix>-sandbox@<host>-<pid>`, so commands always reach the worker holding the sandbox
- *   gpu     – training and serving (arrives with the engine)
+ *   gpu     – engine jobs (training, scoring) run as child processes       (`<prefix>-gpu`)
  */
 
 export interface WorkerGroupOptions {
@@ -88,9 +88,16 @@ export async function createWorkerGroup(options: WorkerGroupOptions): Promise<Wo
         break;
       }
       case 'gpu':
-        throw new Error(
-          'the gpu worker role arrives with the Python engine (training and serving); nothing runs on it yet',
+        // One engine job at a time: a job owns the accelerator (or, on CPU, every core).
+        workers.push(
+          await Worker.create({
+            ...common,
+            taskQueue: roleQueue(options.queuePrefix, 'gpu'),
+            activities: createGpuActivities(),
+            maxConcurrentActivityTaskExecutions: 1,
+          }),
         );
+        break;
     }
   }
   log(`worker ${identity} serving ${workers.map((w) => w.options.taskQueue).join(', ')}`);

@@ -35,13 +35,19 @@ def train_dpo(mdp, ref_logps, chosen, rejected, beta, lam):
     return torch.exp(mdp.trajectory_logps(fit(loss, (mdp.n_states, mdp.n_actions), steps=1500, lr=0.05)))
 
 
-def test_entropo_dpo_converges_to_closed_form():
-    mdp, ref_logps, utility, g = make_problem()
+def fit_on_bt_pairs(seed: int, lam: float):
+    """Trains on a million Bradley–Terry pairs drawn uniformly; returns the learned policy and both optima."""
+    mdp, ref_logps, utility, g = make_problem(seed)
     uniform = torch.full((len(mdp.trajectories),), 1 / len(mdp.trajectories))
     chosen, rejected = sample_bt_pairs(uniform, utility, 1_000_000, g)
-    learned = train_dpo(mdp, ref_logps, chosen, rejected, BETA, LAM)
-    target = closed_form_optimum(ref_logps, utility, BETA, LAM)
-    dpo_target = closed_form_optimum(ref_logps, utility, BETA, 0.0)
+    learned = train_dpo(mdp, ref_logps, chosen, rejected, BETA, lam)
+    entropo_target = closed_form_optimum(ref_logps, utility, BETA, LAM)
+    dpo_target = closed_form_optimum(ref_logps, utility, BETA, 0.0)  # pi_ref * exp(u / beta)
+    return learned, entropo_target, dpo_target
+
+
+def test_entropo_dpo_converges_to_closed_form():
+    learned, target, dpo_target = fit_on_bt_pairs(seed=0, lam=LAM)
     tv = total_variation(learned, target)
     print(f"EntroPO-DPO: TV to closed form = {tv:.4f}; TV between EntroPO and DPO optima = {total_variation(target, dpo_target):.3f}")
     assert tv <= 0.02
@@ -50,12 +56,7 @@ def test_entropo_dpo_converges_to_closed_form():
 
 
 def test_lambda_zero_converges_to_dpo_optimum():
-    mdp, ref_logps, utility, g = make_problem(seed=1)
-    uniform = torch.full((len(mdp.trajectories),), 1 / len(mdp.trajectories))
-    chosen, rejected = sample_bt_pairs(uniform, utility, 1_000_000, g)
-    learned = train_dpo(mdp, ref_logps, chosen, rejected, BETA, 0.0)
-    dpo_target = closed_form_optimum(ref_logps, utility, BETA, 0.0)  # pi_ref * exp(u / beta)
-    entropo_target = closed_form_optimum(ref_logps, utility, BETA, LAM)
+    learned, entropo_target, dpo_target = fit_on_bt_pairs(seed=1, lam=0.0)
     tv = total_variation(learned, dpo_target)
     print(f"DPO (lambda=0): TV to pi_ref*exp(u/beta) = {tv:.4f}; TV to EntroPO optimum = {total_variation(learned, entropo_target):.3f}")
     assert tv <= 0.02
