@@ -29,10 +29,6 @@ class Example:
     prompt: Messages | None = None  # KTO: messages before the first assistant turn
     completion: Messages | None = None  # KTO: the rest
 
-    @property
-    def n_tokens(self) -> int:
-        return len(self.chosen) + (len(self.rejected) if self.rejected else 0)
-
 
 def _kept_messages(messages: Messages, tok: Tokenized) -> Messages:
     if not tok.turns_cut:

@@ -13,12 +13,11 @@ from pathlib import Path
 import torch
 
 from .config import ScoreConfig
-from .data import TruncationReport, answer_token_ids, read_records
+from .data import SkipRecord, TruncationReport, answer_token_ids, fit_to_length, read_records
+from .events import emit
 from .examples import verifier_prompt_ids
 from .logprobs import next_token_logprobs, sequence_logps
-from .data import SkipRecord, fit_to_length
 from .models import load_causal_lm, load_tokenizer, pick_device, pick_dtype, resolve_model_dir
-from .trainer import emit
 
 
 def verifier_probability(model, tokenizer, trajectory) -> float:

@@ -31,7 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .config import ServeConfig, describe_validation_error
 from .models import load_causal_lm, load_tokenizer, pick_device, pick_dtype, resolve_model_dir
-from .trainer import emit
+from .events import emit
 
 
 class ChatMessage(BaseModel):

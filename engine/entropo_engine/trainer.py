@@ -22,7 +22,6 @@ import resource
 import shutil
 import sys
 import time
-from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -32,14 +31,10 @@ from . import losses
 from .config import TrainConfig
 from .data import TruncationReport, answer_token_ids, read_records, require
 from .errors import InvalidInputError, NumericalError
+from .events import emit
 from .examples import Example, build_examples, mismatched_tokens, schedule
 from .logprobs import next_token_logprobs, pair_logps, sequence_logps
 from .models import add_lora, load_causal_lm, load_tokenizer, pick_device, pick_dtype, resolve_model_dir
-
-
-def emit(event: str, **fields) -> None:
-    """One JSON object per line on stdout: the TypeScript activity's progress feed."""
-    print(json.dumps({"event": event, **fields}), flush=True)
 
 
 def peak_memory_mb(device: torch.device) -> float:
@@ -62,6 +57,7 @@ class Trainer:
         self.device = pick_device(cfg.device)
         self.dtype = pick_dtype(cfg.dtype, self.device)
         self.report = TruncationReport()
+        self._mismatched_cache: dict[tuple[int, int], object] = {}
 
     # ------------------------------------------------------------ setup
 
@@ -125,7 +121,14 @@ class Trainer:
             return self.examples[key[1]].chosen
         if kind == "r":
             return self.examples[key[1]].rejected
-        return mismatched_tokens(self.tokenizer, self.examples[key[1]], self.examples[key[2]])
+        return self._mismatched(key[1], key[2])
+
+    def _mismatched(self, a: int, b: int):
+        """Tokenised (prompt of a, completion of b), rendered once per job: the reference pass and every
+        step that draws the same pair reuse it."""
+        if (a, b) not in self._mismatched_cache:
+            self._mismatched_cache[(a, b)] = mismatched_tokens(self.tokenizer, self.examples[a], self.examples[b])
+        return self._mismatched_cache[(a, b)]
 
     def _reference_logps(self) -> dict[str, float]:
         keys = self._reference_keys()
@@ -140,14 +143,13 @@ class Trainer:
         started = time.time()
         if self.cfg.reference_model:
             ref_model = load_causal_lm(resolve_model_dir(self.cfg.reference_model), self.device, self.dtype).eval()
-            context = nullcontext()
         else:
             # The policy before its first update is the reference (see the module docstring).
-            ref_model, context = self.model, nullcontext()
+            ref_model = self.model
         logps = {}
         was_training = ref_model.training
         ref_model.eval()
-        with torch.no_grad(), context:
+        with torch.no_grad():
             for n, key in enumerate(keys):
                 logps[str(key)] = float(sequence_logps(ref_model, self._tokens_for(key), self.cfg.logits_chunk).logp)
                 if (n + 1) % 50 == 0:
@@ -237,7 +239,7 @@ class Trainer:
     def _step_kto(self, batch: list[int]) -> dict:
         cfg, n = self.cfg, len(batch)
         pairs = self._mismatched_pairs(batch)
-        mismatched = [mismatched_tokens(self.tokenizer, self.examples[a], self.examples[b]) for a, b in pairs]
+        mismatched = [self._mismatched(a, b) for a, b in pairs]
         with torch.no_grad():
             policy_mismatched = torch.stack([sequence_logps(self.model, t, cfg.logits_chunk).logp for t in mismatched])
         ref_mismatched = torch.tensor([self._ref("m", a, b) for a, b in pairs])

@@ -24,8 +24,7 @@ def test_mask_keeps_exactly_the_assistant_turns(tokenizer):
 
 def _loss_with_labels(model, tok: Tokenized, labels: list[int]) -> torch.Tensor:
     """Masked NLL where the *targets* are `labels` (a perturbed copy of the input ids), inputs unchanged."""
-    _, head = decoder_and_head(model)
-    body, _ = decoder_and_head(model)
+    body, head = decoder_and_head(model)
     hidden = body(input_ids=torch.tensor([tok.input_ids])).last_hidden_state[0]
     positions = torch.arange(len(tok) - 1)
     lp, _ = token_logps(head, hidden, positions, torch.tensor(labels[1:]), chunk=64)
