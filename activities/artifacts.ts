@@ -8,7 +8,8 @@ import { artifactsDir } from './paths';
  * checks), never the bytes: trajectories, logs, datasets and reports live here.
  *
  * Layout: `<root>/sha256/<2 hex>/<64 hex>`. Writes go to a temporary file in the same directory and are
- * renamed into place, so a reader never sees a partial artifact; reads re-hash the bytes.
+ * renamed into place, so a reader never sees a partial artifact; reads re-hash the bytes. Beside them,
+ * `<root>/records/` holds small JSON records found by a name rather than by content (see `putRecord`).
  */
 
 export interface ArtifactRef {
@@ -43,16 +44,7 @@ export class ArtifactStore {
     } catch {
       // not stored yet
     }
-    await fs.mkdir(path.dirname(target), { recursive: true });
-    const temp = `${target}.tmp-${process.pid}-${randomBytes(6).toString('hex')}`;
-    const handle = await fs.open(temp, 'w');
-    try {
-      await handle.writeFile(bytes);
-      await handle.sync();
-    } finally {
-      await handle.close();
-    }
-    await fs.rename(temp, target);
+    await writeAtomically(target, bytes);
     return { id, bytes: bytes.length };
   }
 
@@ -93,4 +85,63 @@ export class ArtifactStore {
   async getText(id: string): Promise<string> {
     return (await this.get(id)).toString('utf8');
   }
+
+  /**
+   * Where the record named `key` lives: `<root>/records/<2 hex>/<64 hex>.json`, the hex being the sha256 of
+   * the key. Unlike artifacts, records are found by a name the caller chooses (e.g. the identity of a
+   * finished unit of work), so a later attempt can look one up without knowing its content.
+   */
+  recordPathOf(key: string): string {
+    const hex = createHash('sha256').update(key).digest('hex');
+    return path.join(this.root, 'records', hex.slice(0, 2), `${hex}.json`);
+  }
+
+  /** Stores `value` (JSON) under `key`, replacing any earlier record; a reader sees the old or the new one. */
+  async putRecord(key: string, value: unknown): Promise<void> {
+    const document: StoredRecord = { key, value };
+    await writeAtomically(this.recordPathOf(key), Buffer.from(`${JSON.stringify(document)}\n`, 'utf8'));
+  }
+
+  /** The record stored under `key`, or undefined when there is none. */
+  async getRecord<T>(key: string): Promise<{ value: T } | undefined> {
+    const file = this.recordPathOf(key);
+    let text: string;
+    try {
+      text = await fs.readFile(file, 'utf8');
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      throw e;
+    }
+    let document: StoredRecord;
+    try {
+      document = JSON.parse(text) as StoredRecord;
+    } catch {
+      throw new ArtifactIntegrityError(`record ${file} is corrupt on disk (not JSON)`);
+    }
+    if (document.key !== key) {
+      throw new ArtifactIntegrityError(
+        `record ${file} holds key ${JSON.stringify(document.key)}, not ${key}`,
+      );
+    }
+    return { value: document.value as T };
+  }
+}
+
+interface StoredRecord {
+  key: string;
+  value: unknown;
+}
+
+/** Writes a temporary file beside `target`, syncs it and renames it into place: no reader sees a partial file. */
+async function writeAtomically(target: string, bytes: Buffer): Promise<void> {
+  await fs.mkdir(path.dirname(target), { recursive: true });
+  const temp = `${target}.tmp-${process.pid}-${randomBytes(6).toString('hex')}`;
+  const handle = await fs.open(temp, 'w');
+  try {
+    await handle.writeFile(bytes);
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+  await fs.rename(temp, target);
 }

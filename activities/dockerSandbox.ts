@@ -23,6 +23,7 @@ import {
   type Sandbox,
   type SandboxBackend,
   type SandboxOwner,
+  type SweepScope,
 } from './sandboxBackend';
 
 /**
@@ -148,6 +149,14 @@ function wrapCommand(command: string, marker: string): string[] {
   ];
 }
 
+/** The image label that names the unprivileged user (uid:gid) its repository belongs to. */
+export const SANDBOX_USER_LABEL = 'entropo.sandbox_user';
+
+function sandboxUserOf(image: Docker.ImageInspectInfo): { uid: number; gid: number } | undefined {
+  const match = /^(\d+):(\d+)$/.exec(image.Config?.Labels?.[SANDBOX_USER_LABEL] ?? '');
+  return match ? { uid: Number(match[1]), gid: Number(match[2]) } : undefined;
+}
+
 export class DockerSandbox implements Sandbox {
   readonly backend = 'docker' as const;
 
@@ -156,6 +165,8 @@ export class DockerSandbox implements Sandbox {
     readonly container: Docker.Container,
     readonly repoPath: string,
     readonly image: string,
+    /** Who commands run as, when not root: files written into the repository are given to them. */
+    readonly user?: { uid: number; gid: number },
   ) {}
 
   exec(command: string, options: ExecOptions): Promise<ExecResult> {
@@ -278,7 +289,14 @@ export class DockerSandbox implements Sandbox {
   async writeFile(relative: string, content: string | Buffer): Promise<void> {
     const target = this.resolveInRepo(relative);
     const pack = tar.pack();
-    pack.entry({ name: path.posix.relative(this.repoPath, target), mode: 0o644 }, Buffer.from(content));
+    const name = path.posix.relative(this.repoPath, target);
+    const owner = { uid: this.user?.uid ?? 0, gid: this.user?.gid ?? 0 };
+    // The directories leading to the file too, or the daemon would make the missing ones root's.
+    const parts = name.split('/').slice(0, -1);
+    for (let i = 1; i <= parts.length; i++) {
+      pack.entry({ name: parts.slice(0, i).join('/'), type: 'directory', mode: 0o755, ...owner });
+    }
+    pack.entry({ name, mode: 0o644, ...owner }, Buffer.from(content));
     pack.finalize();
     await withDockerRetry(() =>
       this.container.putArchive(pack as unknown as NodeJS.ReadableStream, { path: this.repoPath }),
@@ -384,6 +402,9 @@ export class DockerSandboxBackend implements SandboxBackend {
     await this.removeContainer(name);
     const owner = newSandboxOwner(request);
     const { limits } = request;
+    // Our images give the repository to an unprivileged user (SANDBOX_USER) and say so: commands run as
+    // that user. Foreign images (SWE-bench, R2E-Gym) keep root, which owns their repository.
+    const user = sandboxUserOf(imageInfo);
     let container: Docker.Container;
     try {
       container = await withDockerRetry(() =>
@@ -393,6 +414,7 @@ export class DockerSandboxBackend implements SandboxBackend {
           Cmd: ['sleep', 'infinity'],
           Entrypoint: [],
           WorkingDir: config.workdir,
+          ...(user ? { User: `${user.uid}:${user.gid}` } : {}),
           Hostname: 'sandbox',
           Env: [
             'HOME=/tmp',
@@ -411,6 +433,7 @@ export class DockerSandboxBackend implements SandboxBackend {
             'entropo.workflow': owner.workflowId,
             'entropo.instance': request.instanceId,
             'entropo.created': owner.createdAt,
+            ...(owner.deployment ? { 'entropo.deployment': owner.deployment } : {}),
           },
           NetworkDisabled: true,
           // The repository lives on an anonymous volume that Docker seeds from the image: writable even
@@ -434,7 +457,7 @@ export class DockerSandboxBackend implements SandboxBackend {
       await this.removeContainer(name);
       throw new SandboxStartError(`docker could not start a sandbox from ${image}: ${daemonMessage(e)}`);
     }
-    const sandbox = new DockerSandbox(request.sandboxId, container, config.workdir, image);
+    const sandbox = new DockerSandbox(request.sandboxId, container, config.workdir, image, user);
     this.live.set(request.sandboxId, sandbox);
     // Our images say which commit they hold: check it. Foreign images (SWE-bench, R2E-Gym) are trusted.
     const imageCommit = imageInfo.Config?.Labels?.['entropo.base_commit'];
@@ -476,7 +499,7 @@ export class DockerSandboxBackend implements SandboxBackend {
   }
 
   /** Containers of this backend's engine that carry our label, with their owners. */
-  async listManaged(): Promise<{ id: string; sandboxId: string; owner: SandboxOwner }[]> {
+  async listManaged(): Promise<{ id: string; sandboxId: string; owner: SandboxOwner; ageMs: number }[]> {
     const containers = await withDockerRetry(() =>
       this.docker.listContainers({ all: true, filters: { label: [SANDBOX_LABEL] } }),
     );
@@ -490,16 +513,22 @@ export class DockerSandboxBackend implements SandboxBackend {
         runId: c.Labels['entropo.run'] ?? '',
         workflowId: c.Labels['entropo.workflow'] ?? '',
         createdAt: c.Labels['entropo.created'] ?? '',
+        ...(c.Labels['entropo.deployment'] ? { deployment: c.Labels['entropo.deployment'] } : {}),
       },
+      ageMs: Date.now() - c.Created * 1000,
     }));
   }
 
-  async sweepOrphans(isWorkflowOpen?: (workflowId: string) => Promise<boolean>): Promise<string[]> {
+  /**
+   * Removes this engine's orphan containers (see `isOrphan`), those this backend holds included when their
+   * workflow has closed; other deployments' containers are judged only by whether their worker is alive.
+   */
+  async sweepOrphans(scope: SweepScope = {}): Promise<string[]> {
     const removed: string[] = [];
     for (const c of await this.listManaged()) {
-      if (this.live.has(c.sandboxId)) continue;
-      if (!(await isOrphan(c.owner.hostname ? c.owner : undefined, isWorkflowOpen))) continue;
-      await this.removeContainer(c.id);
+      if (!(await isOrphan(c.owner.hostname ? c.owner : undefined, scope, c.ageMs))) continue;
+      if (this.live.has(c.sandboxId)) await this.destroy(c.sandboxId);
+      else await this.removeContainer(c.id);
       removed.push(c.sandboxId);
     }
     return removed;

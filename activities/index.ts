@@ -1,7 +1,9 @@
+import { Context } from '@temporalio/activity';
 import type { SandboxConfig } from '../domain/runConfig';
 import type { ArtifactStore } from './artifacts';
 import { runEngineJob } from './engine';
 import { type GradeRequest, gradeInSandbox } from './grading';
+import { gradingWorkKey, recorded } from './recordedWork';
 import { type CreateSandboxInput, createSandbox, destroySandbox } from './sandbox';
 import type { SandboxPool } from './sandboxPool';
 import { loadInstances, writeValidationReport } from './tasks';
@@ -25,7 +27,22 @@ export function createSandboxActivities(
   return {
     createSandbox: (request: CreateSandboxInput) =>
       createSandbox({ store, sandboxes, ownTaskQueue, defaults }, request),
-    gradeInSandbox: (request: GradeRequest) => gradeInSandbox({ store, sandboxes }, request),
+    // A grading whose result was recorded by an earlier attempt (one the server timed out while it was
+    // down) is not run again.
+    gradeInSandbox: async (request: GradeRequest) => {
+      const { info, log, cancellationSignal } = Context.current();
+      // Started outside a workflow (a standalone activity), its own id is all the identity there is.
+      const workflowId = info.workflowExecution?.workflowId ?? `activity:${info.activityId}`;
+      const key = gradingWorkKey(request, {
+        namespace: info.namespace,
+        workflowId,
+        backend: sandboxes.get(request.sandboxId).backend,
+      });
+      return recorded(store, key, () => gradeInSandbox({ store, sandboxes }, request), {
+        signal: cancellationSignal,
+        onReuse: () => log.info(`grading ${workflowId}: returning the result an earlier attempt recorded`),
+      });
+    },
     destroySandbox: (sandboxId: string) => destroySandbox({ sandboxes }, sandboxId),
   };
 }

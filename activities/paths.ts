@@ -20,3 +20,8 @@ export function sandboxesDir(): string {
 export function venvBin(): string {
   return path.resolve(process.env.ENTROPO_VENV ?? path.join(PROJECT_ROOT, '.venv'), 'bin');
 }
+
+/** Pruned copies of task repositories, one per (repository, base commit), that sandboxes are made from. */
+export function repoCacheDir(): string {
+  return path.join(entropoHome(), 'repo-cache');
+}

@@ -4,7 +4,7 @@ import type { SandboxBackendName, SandboxConfig } from '../domain/runConfig';
 import type { ArtifactStore } from './artifacts';
 import { DockerImageMissingError, SandboxStartError } from './dockerSandbox';
 import { withHeartbeat } from './heartbeat';
-import { BwrapMissingError } from './localSandbox';
+import { BaseCommitMissingError, BwrapMissingError } from './localSandbox';
 import type { SandboxPool } from './sandboxPool';
 
 export interface SandboxHandle {
@@ -25,7 +25,7 @@ export interface CreateSandboxInput {
 }
 
 /** Errors a retry cannot cure: say so to Temporal, with the message that tells the user what to do. */
-const FINAL_ERRORS = [BwrapMissingError, DockerImageMissingError, SandboxStartError];
+const FINAL_ERRORS = [BwrapMissingError, BaseCommitMissingError, DockerImageMissingError, SandboxStartError];
 
 /** Creates a sandbox for an instance on this worker and tells the workflow where to send its commands. */
 export async function createSandbox(

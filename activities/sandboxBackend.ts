@@ -1,6 +1,7 @@
 import * as os from 'node:os';
 import type { InstanceSource } from '../domain/instance';
 import type { DockerConfig, SandboxBackendName, SandboxLimits } from '../domain/runConfig';
+import { judgeSandbox } from '../domain/sandboxOrphans';
 
 /**
  * What every sandbox backend offers (local bubblewrap, docker). Agent tools and grading are written against
@@ -51,10 +52,14 @@ export interface SandboxOwner {
   /** The workflow (rollout or grading) the sandbox belongs to. */
   workflowId: string;
   createdAt: string;
+  /** The deployment (see `deploymentKey`) whose worker made it; absent on sandboxes of older versions. */
+  deployment?: string;
 }
 
 /** The owner record of a sandbox this process creates. */
-export function newSandboxOwner(request: Pick<CreateSandboxRequest, 'runId' | 'workflowId'>): SandboxOwner {
+export function newSandboxOwner(
+  request: Pick<CreateSandboxRequest, 'runId' | 'workflowId' | 'deployment'>,
+): SandboxOwner {
   return {
     worker: `${os.hostname()}-${process.pid}`,
     hostname: os.hostname(),
@@ -62,22 +67,35 @@ export function newSandboxOwner(request: Pick<CreateSandboxRequest, 'runId' | 'w
     runId: request.runId ?? '',
     workflowId: request.workflowId ?? '',
     createdAt: new Date().toISOString(),
+    ...(request.deployment ? { deployment: request.deployment } : {}),
   };
 }
 
+/** What a sweep judges with: the sweeper's deployment and a way to ask its Temporal about a workflow. */
+export interface SweepScope {
+  /** The sweeper's deployment; without it only sandboxes of dead workers on this host are removed. */
+  deployment?: string;
+  /** Whether a workflow of the sweeper's own deployment is still open. */
+  isWorkflowOpen?: (workflowId: string) => Promise<boolean>;
+}
+
 /**
- * A sandbox is an orphan when its owner record is missing (half-created), when its owner ran on this host
- * and is dead, or when the workflow it served is no longer running. A sandbox of a live worker elsewhere
- * whose workflow is still open is someone else's business.
+ * Whether a sandbox is an orphan (see `judgeSandbox` for the rule): its owner record is missing, its worker
+ * on this host is dead, or it is this deployment's and its workflow is no longer open. `ageMs`: how long
+ * ago the sandbox was made, for sandboxes without an owner record.
  */
 export async function isOrphan(
-  owner: Pick<SandboxOwner, 'hostname' | 'pid' | 'workflowId'> | undefined,
-  isWorkflowOpen?: (workflowId: string) => Promise<boolean>,
+  owner: Pick<SandboxOwner, 'hostname' | 'pid' | 'workflowId' | 'deployment'> | undefined,
+  scope: SweepScope = {},
+  ageMs?: number,
 ): Promise<boolean> {
-  if (!owner) return true;
-  if (owner.hostname === os.hostname() && owner.pid !== process.pid && !isAlive(owner.pid)) return true;
-  if (owner.workflowId && isWorkflowOpen) return !(await isWorkflowOpen(owner.workflowId));
-  return false;
+  const judged = judgeSandbox(
+    owner,
+    { hostname: os.hostname(), pid: process.pid, deployment: scope.deployment, isPidAlive: isAlive },
+    ageMs,
+  );
+  if (judged.verdict !== 'ask-workflow') return judged.verdict === 'orphan';
+  return scope.isWorkflowOpen ? !(await scope.isWorkflowOpen(judged.workflowId)) : false;
 }
 
 function isAlive(pid: number): boolean {
@@ -98,6 +116,8 @@ export interface CreateSandboxRequest {
   image?: string;
   runId?: string;
   workflowId?: string;
+  /** The deployment of the worker creating it (recorded in the owner record; the sandbox pool sets it). */
+  deployment?: string;
   limits: SandboxLimits;
   docker?: DockerConfig;
 }
@@ -110,10 +130,11 @@ export interface SandboxBackend {
   destroy(sandboxId: string): Promise<void>;
   destroyAll(): Promise<void>;
   /**
-   * Removes sandboxes whose owning worker is gone (same host, process dead) or whose workflow is no longer
-   * running. Never touches the sandboxes this worker holds. Returns the ids removed.
+   * Removes sandboxes whose owning worker is gone (same host, process dead), and sandboxes of the scope's
+   * deployment whose workflow is no longer open — those this worker holds included. Other deployments'
+   * sandboxes are never judged by their workflow. Returns the ids removed.
    */
-  sweepOrphans(isWorkflowOpen?: (workflowId: string) => Promise<boolean>): Promise<string[]>;
+  sweepOrphans(scope?: SweepScope): Promise<string[]>;
 }
 
 /** A sandbox id: letters, digits, `.`, `_`, `-`, so it is safe in paths and container names. */

@@ -15,6 +15,11 @@ export class SandboxPool {
   constructor(
     readonly local: LocalSandboxBackend = new LocalSandboxBackend(),
     private readonly log: (line: string) => void = () => {},
+    /**
+     * The deployment this pool's worker belongs to (`deploymentKey`): recorded on every sandbox it makes, and
+     * the only deployment whose sandboxes its sweeps judge by their workflow.
+     */
+    readonly deployment?: string,
   ) {}
 
   /** The docker backend for an engine address (`undefined`: the worker's DOCKER_HOST or local socket). */
@@ -29,6 +34,7 @@ export class SandboxPool {
   }
 
   create(backend: SandboxBackendName, request: CreateSandboxRequest): Promise<Sandbox> {
+    if (this.deployment && !request.deployment) request = { ...request, deployment: this.deployment };
     return backend === 'docker'
       ? this.docker(request.docker?.host).create(request)
       : this.local.create(request);
@@ -57,11 +63,15 @@ export class SandboxPool {
   }
 
   /**
-   * Removes sandboxes of vanished workers and finished workflows on every backend. The default Docker
-   * engine is swept when one answers; when none does, that is said once and local sweeping goes on.
+   * Removes sandboxes of vanished workers on every backend, and sandboxes of this pool's deployment whose
+   * workflow is no longer open (`isWorkflowOpen` asks this deployment's Temporal) — those this worker still
+   * holds included, so a sandbox abandoned by a restarted grading does not stay until the worker stops.
+   * The default Docker engine is swept when one answers; when none does, that is said once and local
+   * sweeping goes on.
    */
   async sweepOrphans(isWorkflowOpen?: (workflowId: string) => Promise<boolean>): Promise<string[]> {
-    const removed = await this.local.sweepOrphans(isWorkflowOpen);
+    const scope = { deployment: this.deployment, isWorkflowOpen };
+    const removed = await this.local.sweepOrphans(scope);
     this.docker(); // the default engine is swept even before this worker made a docker sandbox
     for (const backend of this.dockers.values()) {
       try {
@@ -72,7 +82,7 @@ export class SandboxPool {
         this.silentEngines.add(backend.host);
         continue;
       }
-      removed.push(...(await backend.sweepOrphans(isWorkflowOpen)));
+      removed.push(...(await backend.sweepOrphans(scope)));
     }
     return removed;
   }

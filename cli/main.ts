@@ -1,16 +1,20 @@
 import * as path from 'node:path';
+import { type Client, WorkflowNotFoundError } from '@temporalio/client';
 import { DefaultLogger, NativeConnection, Runtime } from '@temporalio/worker';
 import { Command, InvalidArgumentError } from 'commander';
-import { validateRunConfig } from '../domain/runConfig';
+import { checkRunConfig } from '../domain/runConfig';
 import { InvalidInputError } from '../domain/schemaErrors';
 import { WORKER_ROLES, type WorkerRole } from '../domain/taskQueues';
 import { parseSuiteSpec } from '../domain/taskSuite';
 import { formatValidationProgress, type ValidationProgress } from '../domain/validation';
 import { buildTaskImages } from '../infra/buildImages';
-import { startDevServer } from '../infra/devServer';
+import { adoptDevServer, startDevServer } from '../infra/devServer';
 import { buildSuite } from '../infra/taskBuilder';
 import { createWorkerGroup } from '../workers/worker';
+import { runGradingShow } from './grading';
+import { runRollouts, showRollouts } from './rollouts';
 import { readConfigDocument } from './runConfigFile';
+import { formatSdkLogEntry } from './sdkLog';
 import { temporalSettings, withSession } from './session';
 import { resolveSuite, runImport, runList, runShow, runSplit, TASKS_ROOT } from './suites';
 import { runValidate, validateWorkflowId } from './validate';
@@ -28,8 +32,8 @@ const sdkLogLevel = (process.env.ENTROPO_LOG_LEVEL ?? 'WARN').toUpperCase() as
   | 'ERROR';
 Runtime.install({
   logger: new DefaultLogger(sdkLogLevel, (entry) => {
-    if (entry.message.startsWith('No workflows registered') || entry.message.startsWith('No Nexus')) return;
-    log(`[temporal ${entry.level}] ${entry.message}`);
+    const line = formatSdkLogEntry(entry);
+    if (line) log(line);
   }),
 });
 
@@ -37,6 +41,32 @@ function positiveInt(value: string): number {
   const n = Number(value);
   if (!Number.isInteger(n) || n <= 0) throw new InvalidArgumentError('must be a positive integer');
   return n;
+}
+
+/** A run by its run id (workflow `validate/<id>`) or its workflow id; exit 2 when there is none. */
+async function describeRun(client: Client, runId: string) {
+  for (const workflowId of new Set([validateWorkflowId(runId), runId])) {
+    const handle = client.workflow.getHandle(workflowId);
+    try {
+      return { handle, description: await handle.describe() };
+    } catch (err) {
+      if (!(err instanceof WorkflowNotFoundError)) throw err;
+    }
+  }
+  throw new InvalidInputError('run id', [
+    {
+      field: 'runId',
+      message: `no run ${runId} (no workflow ${validateWorkflowId(runId)} or ${runId}); \`entropo list\` shows the runs`,
+    },
+  ]);
+}
+
+/** The innermost failure (workflow → child → activity → application failure): its type and message. */
+function rootFailure(err: unknown): string {
+  let current = err as { message?: string; cause?: unknown; type?: string } | undefined;
+  while (current?.cause) current = current.cause as typeof current;
+  const message = current?.message || String(err);
+  return current?.type ? `(${current.type}) ${message}` : message;
 }
 
 function waitForSignal(): Promise<void> {
@@ -52,17 +82,50 @@ const program = new Command('entropo')
 
 program
   .command('server')
-  .description('run the embedded Temporal dev server in the foreground (SQLite under .entropo/)')
+  .description(
+    'run the embedded Temporal dev server in the foreground (SQLite under .entropo/) and supervise it: exits 1 if the server dies, stops it on SIGINT/SIGTERM (and the server stops if this process is killed)',
+  )
   .action(async () => {
     const settings = temporalSettings();
-    const server = await startDevServer({ port: settings.port, namespace: settings.namespace });
+    let server = await startDevServer({ port: settings.port, namespace: settings.namespace });
+    const at = `Temporal at ${server.address}${server.uiUrl ? ` · UI ${server.uiUrl}` : ''}`;
+    if (!server.owned) {
+      const found = server.found;
+      if (found?.launcherAlive) {
+        log(
+          `${at} is already running (pid ${found.serverPid}), supervised by \`${found.launcherCommand}\` (pid ${found.launcherPid}); not starting another`,
+        );
+        return;
+      }
+      if (!found?.serverAlive) {
+        log(
+          `${at} is already running but was not started by entropo, so nothing here can supervise it. ` +
+            'Stop it, or set ENTROPO_TEMPORAL_PORT to another port (or TEMPORAL_ADDRESS to use it as is).',
+        );
+        process.exitCode = 1;
+        return;
+      }
+      log(
+        `${at}: found an orphaned server (pid ${found.serverPid}) whose launcher (pid ${found.launcherPid}, \`${found.launcherCommand}\`) is gone; adopting it`,
+      );
+      server = adoptDevServer(server);
+    } else {
+      log(`${at} (pid ${server.pid}; log ${server.logFile})`);
+    }
+    const outcome = await Promise.race([
+      waitForSignal().then(() => 'signal' as const),
+      server.exited!.then((exit) => exit),
+    ]);
+    if (outcome === 'signal') {
+      log('stopping Temporal…');
+      await server.stop();
+      return;
+    }
     log(
-      `Temporal at ${server.address}${server.uiUrl ? ` · UI ${server.uiUrl}` : ''}${server.owned ? '' : ' (already running)'}`,
+      `the Temporal server (pid ${server.pid}) exited unexpectedly (${outcome.signal ? `signal ${outcome.signal}` : `exit code ${outcome.code ?? 'unknown'}`})` +
+        (server.logFile ? `; see ${server.logFile}` : ''),
     );
-    if (!server.owned) return;
-    await waitForSignal();
-    log('stopping Temporal…');
-    await server.stop();
+    process.exit(1);
   });
 
 program
@@ -190,11 +253,12 @@ tasks
 
 program
   .command('status <runId>')
-  .description('show the state and progress of a run')
+  .description(
+    'show the state and progress of a run (its run id, or its workflow id as `entropo list` shows)',
+  )
   .action(async (runId: string) => {
     await withSession({ log }, async ({ client }) => {
-      const handle = client.workflow.getHandle(validateWorkflowId(runId));
-      const description = await handle.describe();
+      const { handle, description } = await describeRun(client, runId);
       process.stdout.write(
         `${runId}: ${description.status.name} (started ${description.startTime.toISOString()})\n`,
       );
@@ -202,6 +266,13 @@ program
         process.stdout.write(
           `${formatValidationProgress(await handle.query<ValidationProgress>('progress'))}\n`,
         );
+      } else if (description.status.name !== 'COMPLETED') {
+        // Failed, terminated, timed out or cancelled: say why, from the innermost cause.
+        const reason = await handle.result().then(
+          () => undefined,
+          (err: unknown) => rootFailure(err),
+        );
+        if (reason) process.stdout.write(`reason: ${reason}\n`);
       }
     });
   });
@@ -231,9 +302,65 @@ program
 
 program
   .command('config-check <file>')
-  .description('check a run config file and print it with defaults filled in')
+  .description(
+    'check a run config file and print it with defaults filled in (instances may be left to the command line)',
+  )
   .action((file: string) => {
-    process.stdout.write(`${JSON.stringify(validateRunConfig(readConfigDocument(file), file), null, 2)}\n`);
+    // The same check as `tasks validate --config` and the workflow; `instances` may come from the command line.
+    const { config, problems } = checkRunConfig(readConfigDocument(file), { file, instancesOptional: true });
+    if (!config) throw new InvalidInputError('run config', problems);
+    process.stdout.write(`${JSON.stringify(config, null, 2)}\n`);
+    if (config.instances === undefined) {
+      log(
+        `${file}: no instances; name them on the command line: entropo tasks validate <suite> --config ${file}`,
+      );
+    }
+  });
+
+program
+  .command('grading')
+  .description('gradings: their reports')
+  .command('show <report> [instance] [patch]')
+  .description(
+    "one grading's report (apply log, reverted test machinery, flagged runner hooks, failing tests, test log path): by report id or file, or by a validate run's id, an instance and gold|empty (default gold)",
+  )
+  .action(async (report: string, instance: string | undefined, patch: string | undefined) => {
+    process.exitCode = await runGradingShow(report, instance, patch, (line) =>
+      process.stdout.write(`${line}\n`),
+    );
+  });
+
+const rollouts = program
+  .command('rollouts')
+  .description('agent episodes of a policy on a suite: N per task, in sandboxes, graded')
+  .argument('[suite]', 'suite directory, name under tasks/, or instance file')
+  .option(
+    '--policy <policy>',
+    'an OpenAI-compatible base URL, engine (SmolLM2-135M on this machine) or demonstrator (gold patches; training splits only)',
+    'engine',
+  )
+  .option('--model <name>', 'model or LoRA adapter name sent to the endpoint')
+  .option('--api-key-env <var>', "environment variable of the llm worker holding the endpoint's API key")
+  .option('-n, --n <n>', 'episodes per task', positiveInt)
+  .option('--concurrency <n>', 'episodes at once', positiveInt)
+  .option('--max-steps <n>', 'hard step limit per episode', positiveInt)
+  .option('--temperature <t>', 'sampling temperature', Number)
+  .option('--seed <n>', 'base seed: episode k of task t gets seed + t·n + k', Number)
+  .option('--config <file>', 'rollout config (JSON or YAML); command-line options override it')
+  .option('--run-id <id>', 'name of the run; the same id resumes or shows the same run')
+  .option('--detach', 'start the run and return')
+  .action(async (suite: string | undefined, options) => {
+    if (!suite) {
+      rollouts.help();
+      return;
+    }
+    process.exitCode = await runRollouts(suite, options);
+  });
+rollouts
+  .command('show <run> [task] [k]')
+  .description("a run's episodes; with a task and k, that episode turn by turn")
+  .action((run: string, task: string | undefined, k: string | undefined) => {
+    process.exitCode = showRollouts(run, task, k === undefined ? undefined : Number(k));
   });
 
 program.parseAsync(process.argv).catch((err: unknown) => {

@@ -1,8 +1,12 @@
 import * as fs from 'node:fs';
 import { parse as parseYaml } from 'yaml';
+import { jsonErrorLine } from '../domain/jsonRows';
 import { InvalidInputError } from '../domain/schemaErrors';
 
-/** Reads a run config document (JSON, or YAML for .yaml/.yml), naming the file and line of syntax errors. */
+/**
+ * Reads a run config document (JSON, or YAML for .yaml/.yml), naming the file and line of syntax errors.
+ * An empty YAML file is `null`: `checkRunConfig` says so, the same way for every caller.
+ */
 export function readConfigDocument(file: string): unknown {
   let text: string;
   try {
@@ -23,11 +27,8 @@ export function readConfigDocument(file: string): unknown {
   try {
     return JSON.parse(text);
   } catch (e) {
-    const message = (e as Error).message;
-    const position = /position (\d+)/.exec(message);
-    const line = position ? text.slice(0, Number(position[1])).split('\n').length : undefined;
     throw new InvalidInputError(`config file ${file}`, [
-      { file, line, field: '', message: `not valid JSON: ${message}` },
+      { file, line: jsonErrorLine(text, e), field: '', message: `not valid JSON: ${(e as Error).message}` },
     ]);
   }
 }

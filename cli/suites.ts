@@ -29,9 +29,20 @@ export function resolveSuite(arg: string): SuiteRef {
     const isSuite = ['manifest.json', 'instances.jsonl'].some((f) => fs.existsSync(path.join(candidate, f)));
     if (fs.existsSync(candidate) && fs.statSync(candidate).isDirectory() && isSuite) {
       const manifest = readManifest(candidate);
+      const instancesFile = path.join(candidate, manifest?.instancesFile ?? 'instances.jsonl');
+      if (!fs.existsSync(instancesFile) || fs.statSync(instancesFile).isDirectory()) {
+        throw new InvalidInputError('suite', [
+          {
+            ...(manifest
+              ? { file: path.join(candidate, 'manifest.json'), field: 'instancesFile' }
+              : { field: '' }),
+            message: `the suite's instance file ${instancesFile} is missing or not a file`,
+          },
+        ]);
+      }
       return {
         dir: candidate,
-        instancesFile: path.join(candidate, manifest?.instancesFile ?? 'instances.jsonl'),
+        instancesFile,
         manifest,
       };
     }
@@ -39,6 +50,14 @@ export function resolveSuite(arg: string): SuiteRef {
   if (!fs.existsSync(arg)) {
     throw new InvalidInputError('suite', [
       { field: '', message: `${arg}: no such suite directory, suite name or instance file` },
+    ]);
+  }
+  if (fs.statSync(arg).isDirectory()) {
+    throw new InvalidInputError('suite', [
+      {
+        field: '',
+        message: `${arg} is a directory without instances.jsonl or manifest.json; expected a suite directory (holding instances.jsonl), a suite name under ${TASKS_ROOT}, or an instance file (.jsonl or .json)`,
+      },
     ]);
   }
   const dir = path.dirname(arg);
@@ -249,6 +268,7 @@ export function runSplit(
       source: 'split',
       createdAt: new Date().toISOString(),
       split: { from, by: options.by, part, seed: options.seed },
+      heldOut: part === 'test',
       packages: suite.manifest?.packages
         ?.map((p) => ({
           ...p,

@@ -8,7 +8,7 @@ import {
   WorkflowIdReusePolicy,
 } from '@temporalio/client';
 import { parseInstancesOrThrow } from '../domain/instance';
-import { type ValidateRunConfig, validateRunConfig } from '../domain/runConfig';
+import { checkRunConfig, type RunConfigOverride, type ValidateRunConfig } from '../domain/runConfig';
 import { InvalidInputError } from '../domain/schemaErrors';
 import { formatValidationProgress, type ValidationProgress } from '../domain/validation';
 import type { ValidateTasksResult } from '../workflows/validateTasks';
@@ -35,20 +35,27 @@ export function validateWorkflowId(runId: string): string {
 
 /** Builds the run config from a config file and command-line overrides, and checks it. */
 export function buildValidateConfig(instances: string, options: ValidateOptions): ValidateRunConfig {
-  const document = (options.config ? readConfigDocument(options.config) : {}) as Record<string, unknown>;
-  const merged: Record<string, unknown> = { ...document, instances: path.resolve(instances) };
-  if (options.runId) merged.runId = options.runId;
-  const grading = { ...((document.grading as object | undefined) ?? {}) } as Record<string, unknown>;
-  if (options.concurrency !== undefined) grading.concurrency = options.concurrency;
-  if (options.testTimeout !== undefined) grading.testTimeoutSec = options.testTimeout;
-  merged.grading = grading;
-  if (options.backend !== undefined) {
-    merged.sandbox = { ...((document.sandbox as object | undefined) ?? {}), backend: options.backend };
-  }
-  const config = validateRunConfig(merged, options.config);
+  const overrides: RunConfigOverride[] = [];
+  if (options.runId !== undefined)
+    overrides.push({ field: 'runId', value: options.runId, option: '--run-id' });
+  if (options.concurrency !== undefined)
+    overrides.push({ field: 'grading.concurrency', value: options.concurrency, option: '--concurrency' });
+  if (options.testTimeout !== undefined)
+    overrides.push({ field: 'grading.testTimeoutSec', value: options.testTimeout, option: '--test-timeout' });
+  if (options.backend !== undefined)
+    overrides.push({ field: 'sandbox.backend', value: options.backend, option: '--backend' });
+  // Without --config the document is empty of fields, not an empty document: all defaults.
+  const { config, problems } = checkRunConfig(options.config ? readConfigDocument(options.config) : {}, {
+    file: options.config,
+    instances: path.resolve(instances),
+    resolvePath: (file) => path.resolve(file),
+    overrides,
+  });
+  if (!config) throw new InvalidInputError('run config', problems);
   // Check the instance file here too, so that bad input is reported before any work starts.
-  if (!fs.existsSync(config.instances)) {
-    throw new InvalidInputError('instance file', [{ file: instances, field: '', message: 'no such file' }]);
+  if (!fs.existsSync(config.instances) || fs.statSync(config.instances).isDirectory()) {
+    const message = fs.existsSync(config.instances) ? 'is a directory, not an instance file' : 'no such file';
+    throw new InvalidInputError('instance file', [{ file: instances, field: '', message }]);
   }
   parseInstancesOrThrow(fs.readFileSync(config.instances, 'utf8'), instances);
   if (!config.runId) {
@@ -120,15 +127,28 @@ export async function runValidate(suiteOrFile: string, options: ValidateOptions)
         report: result.report.markdownPath,
         seconds: Math.round((performance.now() - started) / 100) / 10,
       });
-      return result.invalid.length === 0 ? 0 : 1;
+      return validateExitCode(result);
     },
   );
 }
 
+/** 3 when any instance could not be judged (infrastructure failed), else 1 when any is invalid, else 0. */
+export function validateExitCode(result: ValidateTasksResult): number {
+  if ((result.errors ?? []).length > 0) return 3;
+  return result.invalid.length === 0 ? 0 : 1;
+}
+
 export function printValidateResult(result: ValidateTasksResult): void {
   const out = (line: string) => process.stdout.write(`${line}\n`);
-  out(`${result.valid.length} of ${result.instances} instances valid`);
+  const errors = result.errors ?? [];
+  const unjudged = errors.length > 0 ? `; ${errors.length} could not be judged` : '';
+  out(`${result.valid.length} of ${result.instances} instances valid${unjudged}`);
   for (const id of result.valid) out(`  valid    ${id}`);
   for (const { instanceId, problem } of result.invalid) out(`  INVALID  ${instanceId}: ${problem}`);
+  for (const { instanceId, cause } of errors) out(`  ERROR    ${instanceId}: ${cause}`);
+  if (errors.length > 0) {
+    out('errors are failures of the setup (images, sandboxes, workers), not of the tasks: fix the cause and');
+    out('validate again with another --run-id');
+  }
   out(`report: ${result.report.markdownPath}`);
 }

@@ -26,7 +26,7 @@ export interface ImportResult {
   instances: TaskInstance[];
   /** Problems that make a row unusable (the row is not in `instances`). */
   problems: InputProblem[];
-  /** Lines of the rows with problems. */
+  /** Rows with problems: their lines, or their element numbers in a JSON array. */
   badLines: number[];
   /** Harmless remarks (dropped fields). */
   notes: string[];
@@ -60,11 +60,10 @@ const r2eRowSchema = z.looseObject({
 function fromR2e(
   row: unknown,
   options: ImportOptions,
-  file: string,
-  line: number,
+  where: { file: string; line: number; element?: number },
 ): { value?: unknown; problems: InputProblem[] } {
   const parsed = r2eRowSchema.safeParse(row);
-  if (!parsed.success) return { problems: problemsFromZod(parsed.error, { file, line }) };
+  if (!parsed.success) return { problems: problemsFromZod(parsed.error, where) };
   const r = parsed.data;
   let expected: Record<string, string>;
   try {
@@ -75,7 +74,7 @@ function fromR2e(
   } catch (e) {
     return {
       problems: [
-        { file, line, field: 'expected_output_json', message: `not valid JSON: ${(e as Error).message}` },
+        { ...where, field: 'expected_output_json', message: `not valid JSON: ${(e as Error).message}` },
       ],
     };
   }
@@ -85,7 +84,7 @@ function fromR2e(
     .sort();
   if (passing.length === 0) {
     return {
-      problems: [{ file, line, field: 'expected_output_json', message: 'no test is expected to pass' }],
+      problems: [{ ...where, field: 'expected_output_json', message: 'no test is expected to pass' }],
     };
   }
   return {
@@ -125,11 +124,13 @@ export function importInstances(
   };
   const seen = new Map<string, number>();
   const droppedFields = new Set<string>();
-  for (const { line, value } of rows) {
+  for (const { line: startLine, element, value } of rows) {
+    const where = element === undefined ? { file, line: startLine } : { file, line: startLine, element };
+    const line = element ?? startLine; // the row's key in badLines
     let candidate: unknown;
     if (format === 'swebench') {
       if (typeof value !== 'object' || value === null || Array.isArray(value)) {
-        result.problems.push({ file, line, field: '', message: 'expected a JSON object' });
+        result.problems.push({ ...where, field: '', message: 'expected a JSON object' });
         result.badLines.push(line);
         continue;
       }
@@ -137,7 +138,7 @@ export function importInstances(
       for (const f of converted.dropped) droppedFields.add(f);
       candidate = converted.value;
     } else {
-      const converted = fromR2e(value, options, file, line);
+      const converted = fromR2e(value, options, where);
       if (converted.problems.length > 0) {
         result.problems.push(...converted.problems);
         result.badLines.push(line);
@@ -147,13 +148,14 @@ export function importInstances(
     }
     const parsed = instanceSchema.safeParse(candidate);
     if (!parsed.success) {
-      result.problems.push(...problemsFromZod(parsed.error, { file, line }));
+      result.problems.push(...problemsFromZod(parsed.error, where));
       result.badLines.push(line);
       continue;
     }
     const first = seen.get(parsed.data.instance_id);
     if (first !== undefined) {
-      result.problems.push({ file, line, field: 'instance_id', message: `duplicate of line ${first}` });
+      const of = element === undefined ? 'line' : 'element';
+      result.problems.push({ ...where, field: 'instance_id', message: `duplicate of ${of} ${first}` });
       result.badLines.push(line);
       continue;
     }

@@ -19,20 +19,47 @@ export const instanceSourceSchema = z.discriminatedUnion('kind', [
 ]);
 export type InstanceSource = z.infer<typeof instanceSourceSchema>;
 
-/** SWE-bench stores test lists as JSON-encoded strings; other exports use plain lists. Accept both. */
-const testList = z.union([
-  z.array(z.string()),
-  z.string().transform((text, ctx) => {
+/** What is wrong with a value given as a test list, in words a user can act on. */
+function testListProblem(value: unknown): string {
+  const expected =
+    'must be a list of test ids (strings), or a JSON string encoding one, e.g. ["tests/test_a.py::test_b"]';
+  const kind = (v: unknown) =>
+    v === null ? 'null' : Array.isArray(v) ? 'a list' : typeof v === 'object' ? 'an object' : `a ${typeof v}`;
+  if (value === undefined) return `missing; it ${expected}`;
+  let list = value;
+  if (typeof value === 'string') {
     try {
-      const parsed: unknown = JSON.parse(text);
-      if (Array.isArray(parsed) && parsed.every((t) => typeof t === 'string')) return parsed as string[];
+      list = JSON.parse(value);
     } catch {
-      // reported below
+      return `${expected}; this string is not JSON: ${JSON.stringify(value.slice(0, 60))}`;
     }
-    ctx.addIssue({ code: 'custom', message: 'must be a list of test ids or a JSON string encoding one' });
-    return z.NEVER;
-  }),
-]);
+    if (!Array.isArray(list)) return `${expected}; this string encodes ${kind(list)}`;
+  }
+  if (Array.isArray(list)) {
+    const bad = list.findIndex((t) => typeof t !== 'string');
+    return `${expected}; item ${bad + 1} is ${kind(list[bad])}: ${JSON.stringify(list[bad])?.slice(0, 60)}`;
+  }
+  return `${expected}, not ${kind(value)}`;
+}
+
+/** SWE-bench stores test lists as JSON-encoded strings; other exports use plain lists. Accept both. */
+const testList = z.union(
+  [
+    z.array(z.string()),
+    z.string().transform((text, ctx) => {
+      try {
+        const parsed: unknown = JSON.parse(text);
+        if (Array.isArray(parsed) && parsed.every((t) => typeof t === 'string')) return parsed as string[];
+      } catch {
+        // reported below
+      }
+      ctx.addIssue({ code: 'custom', message: testListProblem(text) });
+      return z.NEVER;
+    }),
+  ],
+  // zod's own word for a failed union is "Invalid input"; say which shape is wanted and what is wrong.
+  { error: (issue) => testListProblem(issue.input) },
+);
 
 /** How a test log is read: pytest ids (`path::Class::test`), or R2E-Gym's (`Class.test`). */
 export const LOG_PARSERS = ['pytest', 'pytest-r2e'] as const;
@@ -69,24 +96,25 @@ export interface ParsedInstances {
 
 /**
  * Parses a JSONL file (one instance per line) or a JSON array of instances. Every problem is collected
- * with its file, line (JSONL) or 1-based element number (JSON array), and field.
+ * with its file, line (and 1-based element number in a JSON array), and field.
  */
 export function parseInstances(text: string, file: string): ParsedInstances {
   const { rows, problems } = readJsonRows(text, file);
   const instances: TaskInstance[] = [];
-  const seen = new Map<string, number>();
-  for (const { line, value } of rows) {
+  const seen = new Map<string, string>();
+  for (const { line, element, value } of rows) {
+    const where = element === undefined ? { file, line } : { file, line, element };
     const result = instanceSchema.safeParse(value);
     if (!result.success) {
-      problems.push(...problemsFromZod(result.error, { file, line }));
+      problems.push(...problemsFromZod(result.error, where));
       continue;
     }
-    const firstLine = seen.get(result.data.instance_id);
-    if (firstLine !== undefined) {
-      problems.push({ file, line, field: 'instance_id', message: `duplicate of line ${firstLine}` });
+    const first = seen.get(result.data.instance_id);
+    if (first !== undefined) {
+      problems.push({ ...where, field: 'instance_id', message: `duplicate of ${first}` });
       continue;
     }
-    seen.set(result.data.instance_id, line);
+    seen.set(result.data.instance_id, element === undefined ? `line ${line}` : `element ${element}`);
     instances.push(result.data);
   }
   if (rows.length === 0 && problems.length === 0) {

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { InvalidInputError, problemsFromZod } from './schemaErrors';
+import { type InputProblem, InvalidInputError, problemsFromZod } from './schemaErrors';
 
 /**
  * The run config: one JSON (or YAML) document that is also the workflow input, so the same file works
@@ -91,9 +91,127 @@ export const validateRunConfigSchema = z.strictObject({
 export type ValidateRunConfig = z.infer<typeof validateRunConfigSchema>;
 export type ValidateRunConfigInput = z.input<typeof validateRunConfigSchema>;
 
-/** Validates an already-parsed document; throws {@link InvalidInputError} naming every bad field. */
+/** A command-line option that replaces a field of the document (`--concurrency 4` → `grading.concurrency`). */
+export interface RunConfigOverride {
+  /** Dotted path of the field, e.g. `grading.concurrency`. */
+  field: string;
+  value: unknown;
+  /** The option as the user typed it, named in problems with its value. */
+  option: string;
+}
+
+export interface RunConfigCheckOptions {
+  /** The file the document came from, named in every problem that is in it. */
+  file?: string;
+  /** Command-line options; they replace the document's fields. */
+  overrides?: readonly RunConfigOverride[];
+  /**
+   * The instance file named on the command line. It is the run's `instances`; a document that names
+   * another file is a conflict to report, not something to drop silently.
+   */
+  instances?: string;
+  /** How the caller resolves an instance path to compare the two (the CLI: against its working directory). */
+  resolvePath?: (file: string) => string;
+}
+
+/** A run config whose `instances` the command line gives (`config-check` of a config meant for `--config`). */
+export type RunConfigWithoutInstances = Omit<ValidateRunConfig, 'instances'> & { instances?: string };
+
+export interface RunConfigCheck<T> {
+  /** The config with defaults filled in; absent when there are problems. */
+  config?: T;
+  problems: InputProblem[];
+}
+
+const isMapping = (value: unknown): value is Record<string, unknown> =>
+  typeof value === 'object' && value !== null && !Array.isArray(value);
+
+function describeValue(value: unknown): string {
+  if (value === null || value === undefined) return 'nothing';
+  if (Array.isArray(value)) return 'a list';
+  return `a ${typeof value}`;
+}
+
+/**
+ * The one check of a run config document, used alike by `entropo config-check`, `tasks validate --config`
+ * and the workflow (whose input is the document itself), so a config gets the same answer everywhere.
+ * Pure: the caller reads the file. Every problem is collected, each naming its field (and file).
+ */
+export function checkRunConfig(
+  document: unknown,
+  options?: RunConfigCheckOptions & { instancesOptional?: false },
+): RunConfigCheck<ValidateRunConfig>;
+export function checkRunConfig(
+  document: unknown,
+  options: RunConfigCheckOptions & { instancesOptional: true },
+): RunConfigCheck<RunConfigWithoutInstances>;
+export function checkRunConfig(
+  document: unknown,
+  options: RunConfigCheckOptions & { instancesOptional?: boolean } = {},
+): RunConfigCheck<ValidateRunConfig | RunConfigWithoutInstances> {
+  const { file } = options;
+  const where = file ? { file } : {};
+  if (!isMapping(document)) {
+    const message =
+      document === null || document === undefined
+        ? 'the document is empty; a run config is a mapping of fields (runId, instances, sandbox, grading)'
+        : `must be a mapping of fields (runId, instances, sandbox, grading), not ${describeValue(document)}`;
+    return { problems: [{ ...where, field: '', message }] };
+  }
+  const problems: InputProblem[] = [];
+  const merged: Record<string, unknown> = { ...document };
+  if (options.instances !== undefined) {
+    const resolve = options.resolvePath ?? ((f: string) => f);
+    const named = document.instances;
+    if (typeof named === 'string' && named !== '' && resolve(named) !== resolve(options.instances)) {
+      problems.push({
+        ...where,
+        field: 'instances',
+        message: `names ${named} but the command line names ${options.instances}; give the instance file in one place`,
+      });
+    }
+    merged.instances = options.instances;
+  }
+  const fromOption = new Map<string, RunConfigOverride>();
+  for (const override of options.overrides ?? []) {
+    // Only into sections that are mappings (or absent): a bad section stays as written and is reported.
+    const keys = override.field.split('.');
+    let section: Record<string, unknown> = merged;
+    let placed = true;
+    for (const key of keys.slice(0, -1)) {
+      const inner = section[key];
+      if (inner === undefined) section[key] = {};
+      else if (!isMapping(inner)) {
+        placed = false;
+        break;
+      } else section[key] = { ...inner };
+      section = section[key] as Record<string, unknown>;
+    }
+    if (!placed) continue;
+    section[keys[keys.length - 1]!] = override.value;
+    fromOption.set(override.field, override);
+  }
+  const schema = options.instancesOptional
+    ? validateRunConfigSchema.partial({ instances: true })
+    : validateRunConfigSchema;
+  const result = schema.safeParse(merged);
+  if (!result.success) {
+    for (const problem of problemsFromZod(result.error)) {
+      const override = fromOption.get(problem.field);
+      problems.push(
+        override
+          ? { ...problem, message: `${problem.message} (from ${override.option} ${String(override.value)})` }
+          : { ...where, ...problem },
+      );
+    }
+  }
+  if (problems.length > 0) return { problems };
+  return { config: result.data, problems };
+}
+
+/** Checks an already-parsed document; throws {@link InvalidInputError} naming every bad field. */
 export function validateRunConfig(value: unknown, file?: string): ValidateRunConfig {
-  const result = validateRunConfigSchema.safeParse(value);
-  if (!result.success) throw new InvalidInputError('run config', problemsFromZod(result.error, { file }));
-  return result.data;
+  const { config, problems } = checkRunConfig(value, { file });
+  if (!config) throw new InvalidInputError('run config', problems);
+  return config;
 }

@@ -6,8 +6,8 @@
  */
 export const DEFAULT_QUEUE_PREFIX = 'entropo';
 
-export type WorkerRole = 'cpu' | 'sandbox' | 'gpu';
-export const WORKER_ROLES: readonly WorkerRole[] = ['cpu', 'sandbox', 'gpu'];
+export type WorkerRole = 'cpu' | 'sandbox' | 'gpu' | 'llm';
+export const WORKER_ROLES: readonly WorkerRole[] = ['cpu', 'sandbox', 'gpu', 'llm'];
 
 export function roleQueue(prefix: string, role: WorkerRole): string {
   return `${prefix}-${role}`;
@@ -22,6 +22,6 @@ export function sandboxWorkerQueue(prefix: string, identity: string): string {
  * workflow always runs on one in production; any other name (a replay worker's queue) is kept whole.
  */
 export function queuePrefixOf(queue: string): string {
-  const match = /^(.*)-(cpu|sandbox|gpu)$/.exec(queue);
+  const match = /^(.*)-(cpu|sandbox|gpu|llm)$/.exec(queue);
   return match ? match[1]! : queue;
 }

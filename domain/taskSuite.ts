@@ -55,6 +55,8 @@ export const suiteSpecSchema = z.strictObject({
     .min(0)
     .max(2 ** 31),
   packages: z.array(packageWithSource).min(1),
+  /** A held-out (test) suite: no teacher ever reads its gold patches (the demonstrator refuses it). */
+  heldOut: z.boolean().optional(),
 });
 export type SuiteSpec = z.infer<typeof suiteSpecSchema>;
 
@@ -105,6 +107,8 @@ export const suiteManifestSchema = z.object({
   imported: z.object({ file: z.string(), rows: z.number().int(), skipped: z.array(z.string()) }).optional(),
   /** Splits: the suite it came from and the rule. */
   split: z.object({ from: z.string(), by: z.string(), part: z.string(), seed: z.number().int() }).optional(),
+  /** A held-out (test) suite: its gold patches and hidden tests never reach a policy, verifier or selector. */
+  heldOut: z.boolean().optional(),
   /** Procedural builds: mutations tried and kept, why the others were refused, time per task. */
   build: z
     .object({
@@ -126,6 +130,11 @@ export const suiteManifestSchema = z.object({
     .optional(),
 });
 export type SuiteManifest = z.infer<typeof suiteManifestSchema>;
+
+/** Whether a suite is held out from training: marked so, or the test part of a split. */
+export function isHeldOutSuite(manifest: Pick<SuiteManifest, 'heldOut' | 'split'> | undefined): boolean {
+  return manifest?.heldOut === true || manifest?.split?.part === 'test';
+}
 
 /** The instance id of a procedural task: `<package>__<package>-<kind>-<site hash>`, SWE-bench's shape. */
 export function proceduralInstanceId(packageName: string, kind: string, siteHash: string): string {

@@ -16,8 +16,8 @@ import { execFileSync, spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import Docker from 'dockerode';
-import { dockerConnection, withDockerRetry } from '../activities/dockerSandbox';
-import { materializeRepo } from '../activities/localSandbox';
+import { dockerConnection, SANDBOX_USER_LABEL, withDockerRetry } from '../activities/dockerSandbox';
+import { materializeRepo, SANDBOX_USER } from '../activities/localSandbox';
 import { entropoHome } from '../activities/paths';
 import { isNotFoundError } from '../domain/dockerErrors';
 import { parseInstancesOrThrow, type TaskInstance, taskImageName } from '../domain/instance';
@@ -119,20 +119,34 @@ export async function buildTaskImage(
     throw new Error(`instance ${instance.instance_id} names its image (${image}); there is nothing to build`);
   }
   const existing = options.force ? undefined : await inspectImage(client, image);
+  const sandboxUser = `${SANDBOX_USER.uid}:${SANDBOX_USER.gid}`;
   if (existing) {
-    if (existing.Config?.Labels?.['entropo.base_commit'] === instance.base_commit) {
+    const labels = existing.Config?.Labels ?? {};
+    if (
+      labels['entropo.base_commit'] === instance.base_commit &&
+      labels[SANDBOX_USER_LABEL] === sandboxUser
+    ) {
       log(`${image}: present`);
       return image;
     }
-    log(`${image}: holds another base commit; rebuilding`);
+    log(
+      labels['entropo.base_commit'] === instance.base_commit
+        ? `${image}: made before sandboxes ran unprivileged; rebuilding`
+        : `${image}: holds another base commit; rebuilding`,
+    );
   }
   if (!(await imageExists(client, BASE_IMAGE))) await buildBaseImage({ log });
   const context = fs.mkdtempSync(path.join(entropoHome(), 'image-context-'));
   try {
     await materializeRepo(instance.source, path.join(context, 'repo'), instance.base_commit);
+    // The repository belongs to the unprivileged user sandbox commands run as (DockerSandboxBackend reads
+    // the label), who gets a name in /etc/passwd for tools that look one up (git, whoami).
+    const { name, uid, gid } = SANDBOX_USER;
     fs.writeFileSync(
       path.join(context, 'Dockerfile'),
-      `FROM ${BASE_IMAGE}\nCOPY repo ${REPO_DIR}\nWORKDIR ${REPO_DIR}\n`,
+      `FROM ${BASE_IMAGE}\n` +
+        `RUN echo '${name}:x:${uid}:${gid}:entropo sandbox:/tmp:/bin/bash' >> /etc/passwd && echo '${name}:x:${gid}:' >> /etc/group\n` +
+        `COPY --chown=${uid}:${gid} repo ${REPO_DIR}\nWORKDIR ${REPO_DIR}\n`,
     );
     const stream = await client.buildImage(
       { context, src: ['Dockerfile', 'repo'] },
@@ -141,7 +155,11 @@ export async function buildTaskImage(
         networkmode: 'none',
         rm: true,
         forcerm: true,
-        labels: { 'entropo.instance': instance.instance_id, 'entropo.base_commit': instance.base_commit },
+        labels: {
+          'entropo.instance': instance.instance_id,
+          'entropo.base_commit': instance.base_commit,
+          [SANDBOX_USER_LABEL]: sandboxUser,
+        },
       },
     );
     await followProgress(client, stream, () => {});

@@ -40,6 +40,82 @@ export interface DevServer {
   /** True when we started it (and `stop` shuts it down); false when an existing server is reused. */
   owned: boolean;
   stop(): Promise<void>;
+  /** The server's process: ours when `owned`, else what the launcher record says (if any). */
+  pid?: number;
+  /** Its log file, when we started it. */
+  logFile?: string;
+  /** Settles when a server we started exits by itself or is stopped (owned servers only). */
+  exited?: Promise<ServerExit>;
+  /** For a reused server: the launcher record found for it, if it was started by entropo. */
+  found?: LauncherRecord & { launcherAlive: boolean; serverAlive: boolean };
+}
+
+export interface ServerExit {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+}
+
+/**
+ * Written next to the SQLite file by the process that starts a server: which server process it started and
+ * which process looks after it, so a later `entropo server` can say what it found (and adopt an orphan).
+ */
+export interface LauncherRecord {
+  serverPid: number;
+  launcherPid: number;
+  launcherCommand: string;
+  address: string;
+  startedAt: string;
+}
+
+export function launcherRecordFile(dbFile: string, port: number): string {
+  return path.join(path.dirname(dbFile), `temporal-${port}.launcher.json`);
+}
+
+export function readLauncherRecord(file: string): LauncherRecord | undefined {
+  try {
+    return JSON.parse(fs.readFileSync(file, 'utf8')) as LauncherRecord;
+  } catch {
+    return undefined;
+  }
+}
+
+export function writeLauncherRecord(file: string, record: LauncherRecord): void {
+  fs.writeFileSync(file, `${JSON.stringify(record, null, 2)}\n`);
+}
+
+export function isProcessAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/** How this process was started, as a user would recognize it (`entropo server`). */
+function launcherCommand(): string {
+  const [script, ...args] = process.argv.slice(1);
+  return script?.endsWith(path.join('cli', 'main.ts'))
+    ? ['entropo', ...args].join(' ')
+    : process.argv.slice(1).join(' ');
+}
+
+/** The pid is alive and runs the temporal binary (not a recycled pid). */
+function isTemporalProcess(pid: number): boolean {
+  try {
+    return isProcessAlive(pid) && fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('temporal');
+  } catch {
+    return isProcessAlive(pid); // no /proc: trust the pid
+  }
+}
+
+/** `setpriv` (util-linux) makes the kernel signal the server when its launcher dies, even by SIGKILL. */
+function parentDeathWrapper(): string[] {
+  for (const dir of (process.env.PATH ?? '/usr/bin:/bin').split(':')) {
+    const candidate = path.join(dir, 'setpriv');
+    if (dir && fs.existsSync(candidate)) return [candidate, '--pdeathsig', 'TERM', '--'];
+  }
+  return [];
 }
 
 export function temporalBinary(): string {
@@ -133,6 +209,8 @@ export async function startDevServer(options: DevServerOptions = {}): Promise<De
   const address = `127.0.0.1:${port}`;
   const uiUrl = options.headless ? null : `http://127.0.0.1:${uiPort}`;
 
+  const dbFile = options.dbFile ?? path.join(entropoHome(), 'temporal.db');
+  const recordFile = launcherRecordFile(dbFile, port);
   if (await portOpen(port)) {
     if (!(await isTemporal(address))) {
       throw new Error(
@@ -141,10 +219,18 @@ export async function startDevServer(options: DevServerOptions = {}): Promise<De
       );
     }
     await ensureSearchAttributes(address, namespace);
-    return { address, uiUrl, owned: false, stop: async () => {} };
+    const record = readLauncherRecord(recordFile);
+    const found =
+      record && record.address === address
+        ? {
+            ...record,
+            launcherAlive: isProcessAlive(record.launcherPid),
+            serverAlive: isTemporalProcess(record.serverPid),
+          }
+        : undefined;
+    return { address, uiUrl, owned: false, stop: async () => {}, pid: found?.serverPid, found };
   }
 
-  const dbFile = options.dbFile ?? path.join(entropoHome(), 'temporal.db');
   fs.mkdirSync(path.dirname(dbFile), { recursive: true });
   const logFile = options.logFile ?? `${dbFile}.log`;
   const log = fs.openSync(logFile, 'a');
@@ -164,12 +250,27 @@ export async function startDevServer(options: DevServerOptions = {}): Promise<De
     ...(options.headless ? ['--headless'] : ['--ui-port', String(uiPort)]),
     ...Object.entries(SEARCH_ATTRIBUTES).flatMap(([name, type]) => ['--search-attribute', `${name}=${type}`]),
   ];
-  const child = spawn(temporalBinary(), args, { stdio: ['ignore', log, log] });
+  // The server dies with its launcher, however the launcher ends: no orphan keeps the port. It runs in its
+  // own process group, so a Ctrl-C at the terminal reaches the launcher, which stops it in order.
+  const [command, ...wrapperArgs] = [...parentDeathWrapper(), temporalBinary()];
+  const child = spawn(command!, [...wrapperArgs, ...args], { stdio: ['ignore', log, log], detached: true });
   fs.closeSync(log);
   let exited: number | null | undefined;
-  child.once('exit', (code) => {
-    exited = code;
-  });
+  const exit = new Promise<ServerExit>((resolve) =>
+    child.once('exit', (code, signal) => {
+      exited = code;
+      resolve({ code, signal });
+    }),
+  );
+  if (child.pid !== undefined) {
+    writeLauncherRecord(recordFile, {
+      serverPid: child.pid,
+      launcherPid: process.pid,
+      launcherCommand: launcherCommand(),
+      address,
+      startedAt: new Date().toISOString(),
+    });
+  }
 
   const deadline = Date.now() + 60_000;
   while (!(await isTemporal(address, 1000))) {
@@ -182,7 +283,60 @@ export async function startDevServer(options: DevServerOptions = {}): Promise<De
     }
     await new Promise((r) => setTimeout(r, 200));
   }
-  return { address, uiUrl, owned: true, stop: () => stopChild(child) };
+  return {
+    address,
+    uiUrl,
+    owned: true,
+    stop: () => stopChild(child),
+    pid: child.pid,
+    logFile,
+    exited: exit,
+  };
+}
+
+/**
+ * Takes over a server whose launcher record names a dead launcher (an orphan, e.g. left by a version
+ * without parent-death signalling): the record now names this process, `stop` ends the server, and
+ * `exited` settles when it exits (watched by pid, as it is not our child).
+ */
+export function adoptDevServer(
+  server: DevServer,
+  dbFile = path.join(entropoHome(), 'temporal.db'),
+): DevServer {
+  const found = server.found;
+  if (!found || found.launcherAlive || !found.serverAlive) throw new Error('no orphaned server to adopt');
+  const port = Number(server.address.split(':').pop());
+  writeLauncherRecord(launcherRecordFile(dbFile, port), {
+    ...found,
+    launcherPid: process.pid,
+    launcherCommand: launcherCommand(),
+  });
+  const pid = found.serverPid;
+  let stopping = false;
+  const exited = new Promise<ServerExit>((resolve) => {
+    const timer = setInterval(() => {
+      if (isProcessAlive(pid)) return;
+      clearInterval(timer);
+      resolve({ code: null, signal: null });
+    }, 500);
+  });
+  return {
+    ...server,
+    owned: true,
+    exited,
+    async stop() {
+      if (stopping) return void (await exited);
+      stopping = true;
+      try {
+        process.kill(pid, 'SIGTERM');
+      } catch {
+        return;
+      }
+      const kill = setTimeout(() => isProcessAlive(pid) && process.kill(pid, 'SIGKILL'), 10_000);
+      await exited;
+      clearTimeout(kill);
+    },
+  };
 }
 
 async function stopChild(child: ChildProcess): Promise<void> {

@@ -415,7 +415,9 @@ export async function buildSuite(
   const started = performance.now();
   fs.mkdirSync(outDir, { recursive: true });
   fs.rmSync(path.join(outDir, 'repos'), { recursive: true, force: true });
-  const backend = new LocalSandboxBackend(sandboxesDir(), log);
+  // The tracer the baseline run loads lives in the project checkout, which sandboxes do not see: show its
+  // directory (read-only) to the builder's sandboxes.
+  const backend = new LocalSandboxBackend(sandboxesDir(), log, true, [TASKBUILDER_DIR]);
   const instances: TaskInstance[] = [];
   const packages: NonNullable<SuiteManifest['packages']> = [];
   let tried = 0;
@@ -439,6 +441,7 @@ export async function buildSuite(
     createdAt: new Date().toISOString(),
     seed: spec.seed,
     packages,
+    ...(spec.heldOut ? { heldOut: true } : {}),
     build: {
       tried,
       kept: instances.length,

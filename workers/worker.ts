@@ -6,8 +6,15 @@ import { type NativeConnection, Worker } from '@temporalio/worker';
 import { createCpuActivities, createGpuActivities, createSandboxActivities } from '../activities';
 import { ArtifactStore } from '../activities/artifacts';
 import { assertBwrapAvailable, LocalSandboxBackend } from '../activities/localSandbox';
+import {
+  createLlmActivities,
+  createRolloutCpuActivities,
+  createRolloutSandboxActivities,
+} from '../activities/rolloutActivities';
+import { createRolloutPoolActivities } from '../activities/rolloutPool';
 import { SandboxPool } from '../activities/sandboxPool';
 import { type SandboxConfig, sandboxConfigSchema } from '../domain/runConfig';
+import { deploymentKey } from '../domain/sandboxOrphans';
 import { roleQueue, sandboxWorkerQueue, type WorkerRole } from '../domain/taskQueues';
 
 /**
@@ -25,6 +32,8 @@ export interface WorkerGroupOptions {
   queuePrefix: string;
   /** Sandboxes this worker runs at once. */
   maxSandboxes?: number;
+  /** Policy calls (llm role) in flight at once. */
+  maxLlmCalls?: number;
   /** In-flight activities get this long to finish on shutdown before they are cancelled. */
   shutdownGraceTime?: Duration;
   /**
@@ -36,11 +45,19 @@ export interface WorkerGroupOptions {
   sweepIntervalSec?: number;
   /** Sandbox settings used when a request carries none (limits, docker). */
   sandboxDefaults?: SandboxConfig;
+  /**
+   * A configured deployment name (default: ENTROPO_DEPLOYMENT). Without one the deployment is the Temporal
+   * cluster's id with the namespace and queue prefix; sandboxes are labelled with it, and the sweeper judges
+   * only its own deployment's sandboxes by their workflow.
+   */
+  deploymentName?: string;
   log?: (line: string) => void;
 }
 
 export interface WorkerGroup {
   identity: string;
+  /** The deployment this worker's sandboxes are labelled with (`deploymentKey`); unknown if the server would not say. */
+  deployment: string | undefined;
   /** Runs until shutdown (SIGINT/SIGTERM, or `shutdown()`), then destroys the sandboxes it held. */
   run(): Promise<void>;
   shutdown(): void;
@@ -56,7 +73,25 @@ export async function createWorkerGroup(options: WorkerGroupOptions): Promise<Wo
     namespace,
     identity,
     shutdownGraceTime: options.shutdownGraceTime ?? '30 seconds',
+    // While the server is unreachable each heartbeat report fails after ~10 s of retries, and the SDK
+    // cancels an activity whose reports have not completed for its heartbeat timeout + 5 s. Reporting at
+    // least every 5 s keeps that gap (≤ 15 s) below any heartbeat timeout of 10 s or more, so a server
+    // outage alone does not kill a running grading (sandbox.heartbeatTimeoutSec, default 30 s).
+    maxHeartbeatThrottleInterval: 5_000,
   };
+  const deployment = await deploymentOf(
+    options.connection,
+    namespace,
+    options.queuePrefix,
+    options.deploymentName ?? process.env.ENTROPO_DEPLOYMENT,
+  ).catch((e: unknown) => {
+    // Without it the sweeper removes only sandboxes of dead workers on this host, never by workflow.
+    log(
+      `cannot tell this worker's deployment (the server did not report its cluster id: ${(e as Error).message}); ` +
+        "set ENTROPO_DEPLOYMENT so closed workflows' sandboxes are swept",
+    );
+    return undefined;
+  });
   const workers: Worker[] = [];
   let sandboxes: SandboxPool | undefined;
   let sweeper: NodeJS.Timeout | undefined;
@@ -70,13 +105,17 @@ export async function createWorkerGroup(options: WorkerGroupOptions): Promise<Wo
             ...common,
             taskQueue: roleQueue(options.queuePrefix, 'cpu'),
             workflowsPath: path.join(__dirname, '..', 'workflows', 'index.ts'),
-            activities: createCpuActivities(store),
+            activities: {
+              ...createCpuActivities(store),
+              ...createRolloutCpuActivities(store),
+              ...createRolloutPoolActivities(store),
+            },
           }),
         );
         break;
       case 'sandbox': {
         assertBwrapAvailable();
-        const pool = new SandboxPool(new LocalSandboxBackend(undefined, log), log);
+        const pool = new SandboxPool(new LocalSandboxBackend(undefined, log), log, deployment);
         sandboxes = pool;
         let isWorkflowOpen: ((workflowId: string) => Promise<boolean>) | undefined;
         if (options.address) {
@@ -113,6 +152,7 @@ export async function createWorkerGroup(options: WorkerGroupOptions): Promise<Wo
             taskQueue: ownQueue,
             activities: {
               gradeInSandbox: activities.gradeInSandbox,
+              ...createRolloutSandboxActivities(store, pool),
               destroySandbox: activities.destroySandbox,
             },
             maxConcurrentActivityTaskExecutions: maxSandboxes * 2,
@@ -120,6 +160,17 @@ export async function createWorkerGroup(options: WorkerGroupOptions): Promise<Wo
         );
         break;
       }
+      case 'llm':
+        // Policy calls wait on a model server, not on this machine: many may be in flight at once.
+        workers.push(
+          await Worker.create({
+            ...common,
+            taskQueue: roleQueue(options.queuePrefix, 'llm'),
+            activities: createLlmActivities(store),
+            maxConcurrentActivityTaskExecutions: options.maxLlmCalls ?? 256,
+          }),
+        );
+        break;
       case 'gpu':
         // One engine job at a time: a job owns the accelerator (or, on CPU, every core).
         workers.push(
@@ -133,10 +184,13 @@ export async function createWorkerGroup(options: WorkerGroupOptions): Promise<Wo
         break;
     }
   }
-  log(`worker ${identity} serving ${workers.map((w) => w.options.taskQueue).join(', ')}`);
+  log(
+    `worker ${identity} of deployment ${deployment ?? '(unknown)'} serving ${workers.map((w) => w.options.taskQueue).join(', ')}`,
+  );
 
   return {
     identity,
+    deployment,
     async run() {
       try {
         await Promise.all(workers.map((w) => w.run()));
@@ -153,10 +207,26 @@ export async function createWorkerGroup(options: WorkerGroupOptions): Promise<Wo
 }
 
 /**
- * Whether a workflow is still running, for the sweeper. A workflow Temporal does not know (deleted,
- * retention passed) is closed; when Temporal cannot be asked, the sandbox is kept.
+ * The deployment a worker belongs to: the configured name, or the cluster id its Temporal reports with the
+ * namespace and queue prefix — the same whichever address spelling reached the server.
  */
-function workflowOpenCheck(client: Client): (workflowId: string) => Promise<boolean> {
+export async function deploymentOf(
+  connection: Pick<NativeConnection | Connection, 'workflowService'>,
+  namespace: string,
+  queuePrefix: string,
+  configuredName?: string,
+): Promise<string> {
+  if (configuredName?.trim()) return deploymentKey({ configuredName, clusterId: '', namespace, queuePrefix });
+  const info = await connection.workflowService.getClusterInfo({});
+  return deploymentKey({ clusterId: info.clusterId ?? '', namespace, queuePrefix });
+}
+
+/**
+ * Whether a workflow is still running, for the sweeper. It asks only about sandboxes of its own deployment,
+ * so a workflow Temporal does not know (deleted, retention passed) is closed; when Temporal cannot be asked,
+ * the sandbox is kept.
+ */
+export function workflowOpenCheck(client: Client): (workflowId: string) => Promise<boolean> {
   return async (workflowId) => {
     try {
       const description = await client.workflow.getHandle(workflowId).describe();

@@ -1,6 +1,7 @@
 import {
   ActivityFailure,
   ApplicationFailure,
+  patched,
   proxyActivities,
   TimeoutFailure,
   upsertSearchAttributes,
@@ -24,7 +25,8 @@ export interface GradeInstanceInput {
  * Grades one patch on one instance in its own sandbox:
  *   create a sandbox (any sandbox worker) → grade it (on the worker holding it) → destroy it.
  * If the worker holding the sandbox vanishes (no heartbeat), the grading restarts in a fresh sandbox on
- * another worker; a grading that finished is never repeated.
+ * another worker; a grading that finished is never repeated. The abandoned sandbox is destroyed by its
+ * worker if that worker is still alive.
  */
 export async function gradeInstanceWorkflow(input: GradeInstanceInput): Promise<GradeSummary> {
   const info = workflowInfo();
@@ -41,41 +43,63 @@ export async function gradeInstanceWorkflow(input: GradeInstanceInput): Promise<
     retry: { maximumAttempts: 5 },
   });
 
-  for (let restart = 0; ; restart++) {
-    const sandboxId = `${info.workflowId}-${restart}`.replace(/[^A-Za-z0-9._-]/g, '_');
-    const sandbox = await createSandbox({
-      sandboxId,
-      instanceRef: input.instanceRef,
-      runId: input.runId,
-      workflowId: info.workflowId,
-      sandbox: input.sandbox,
-    });
-    const onSandboxWorker = proxyActivities<SandboxActivities>({
-      taskQueue: sandbox.taskQueue,
-      // The sandbox exists on that worker only: if it is gone, retrying on the same queue cannot help.
-      scheduleToStartTimeout: '1 minute',
-      heartbeatTimeout: `${input.sandbox.heartbeatTimeoutSec} seconds`,
-      startToCloseTimeout: `${Math.ceil(input.testTimeoutSec + 20 * input.sandbox.commandTimeoutSec)} seconds`,
-      retry: { maximumAttempts: 1 },
-    });
-    let restartable = false;
-    try {
-      return await onSandboxWorker.gradeInSandbox({
+  // Destroys of sandboxes left behind by restarts: the grading goes on meanwhile, and ends after them.
+  const abandoned: Promise<unknown>[] = [];
+  try {
+    for (let restart = 0; ; restart++) {
+      const sandboxId = `${info.workflowId}-${restart}`.replace(/[^A-Za-z0-9._-]/g, '_');
+      const sandbox = await createSandbox({
         sandboxId,
-        instanceId: input.instanceId,
         instanceRef: input.instanceRef,
-        patch: input.patch,
-        testTimeoutSec: input.testTimeoutSec,
-        commandTimeoutSec: input.sandbox.commandTimeoutSec,
-        outputLimitBytes: input.sandbox.outputLimitBytes,
+        runId: input.runId,
+        workflowId: info.workflowId,
+        sandbox: input.sandbox,
       });
-    } catch (err) {
-      restartable = needsFreshSandbox(err);
-      if (!restartable || restart >= input.sandbox.maxSandboxRestarts) throw err;
-    } finally {
-      // A lost sandbox died with its worker; the worker's start-up sweep removes what it left on disk.
-      if (!restartable) await onSandboxWorker.destroySandbox(sandboxId).catch(() => undefined);
+      const onSandboxWorker = proxyActivities<SandboxActivities>({
+        taskQueue: sandbox.taskQueue,
+        // The sandbox exists on that worker only: if it is gone, retrying on the same queue cannot help.
+        scheduleToStartTimeout: '1 minute',
+        heartbeatTimeout: `${input.sandbox.heartbeatTimeoutSec} seconds`,
+        startToCloseTimeout: `${Math.ceil(input.testTimeoutSec + 20 * input.sandbox.commandTimeoutSec)} seconds`,
+        retry: { maximumAttempts: 1 },
+      });
+      let restartable = false;
+      try {
+        return await onSandboxWorker.gradeInSandbox({
+          sandboxId,
+          instanceId: input.instanceId,
+          instanceRef: input.instanceRef,
+          patch: input.patch,
+          testTimeoutSec: input.testTimeoutSec,
+          commandTimeoutSec: input.sandbox.commandTimeoutSec,
+          outputLimitBytes: input.sandbox.outputLimitBytes,
+        });
+      } catch (err) {
+        restartable = needsFreshSandbox(err);
+        if (!restartable || restart >= input.sandbox.maxSandboxRestarts) throw err;
+      } finally {
+        if (!restartable) await onSandboxWorker.destroySandbox(sandboxId).catch(() => undefined);
+        else if (patched('destroy-abandoned-sandbox')) {
+          // The sandbox's worker may be alive (its heartbeats stalled, or the grading failed in a way a fresh
+          // sandbox can cure): then it still holds the sandbox and would keep it until it stops. Ask it to
+          // destroy it, best effort and briefly, as the grading waits for this before it ends: a live worker
+          // picks it up at once; a dead one never does, and its sandbox is swept by any worker on its host.
+          // What a slow worker misses, its sweeper removes once this workflow has closed.
+          abandoned.push(
+            proxyActivities<SandboxActivities>({
+              taskQueue: sandbox.taskQueue,
+              scheduleToStartTimeout: '15 seconds',
+              startToCloseTimeout: '2 minutes',
+              retry: { maximumAttempts: 2 },
+            })
+              .destroySandbox(sandboxId)
+              .catch(() => undefined),
+          );
+        }
+      }
     }
+  } finally {
+    await Promise.all(abandoned);
   }
 }
 

@@ -2,16 +2,23 @@ import {
   ApplicationFailure,
   defineQuery,
   executeChild,
+  patched,
   proxyActivities,
   setHandler,
+  TimeoutFailure,
   upsertSearchAttributes,
   workflowInfo,
 } from '@temporalio/workflow';
 import type { CpuActivities } from '../activities';
-import type { GradeSummary } from '../domain/grading';
-import { type ValidateRunConfig, validateRunConfigSchema } from '../domain/runConfig';
-import { describeProblems, problemsFromZod } from '../domain/schemaErrors';
-import { type InstanceVerdict, type ValidationProgress, verdictFor } from '../domain/validation';
+import { checkRunConfig, type RunConfigCheck, type ValidateRunConfig } from '../domain/runConfig';
+import { describeProblems } from '../domain/schemaErrors';
+import {
+  type GradingFailure,
+  type GradingOutcome,
+  type InstanceVerdict,
+  type ValidationProgress,
+  verdictFor,
+} from '../domain/validation';
 import { mapWithConcurrency } from './concurrency';
 import { gradeInstanceWorkflow } from './gradeInstance';
 
@@ -22,6 +29,12 @@ export interface ValidateTasksResult {
   instances: number;
   valid: string[];
   invalid: { instanceId: string; problem: string }[];
+  /**
+   * Instances that could not be judged (a missing image, a sandbox that cannot start, a worker that keeps
+   * dying), with the cause: infrastructure failures, not task verdicts. Absent in runs from before errors
+   * were told apart from invalid instances.
+   */
+  errors?: { instanceId: string; cause: string }[];
   report: { jsonId: string; markdownId: string; jsonPath: string; markdownPath: string };
 }
 
@@ -39,9 +52,14 @@ const { loadInstances, writeValidationReport } = proxyActivities<CpuActivities>(
  * Finished gradings are recorded in history, so a run resumed after a crash never grades them again.
  */
 export async function validateTasksWorkflow(input: unknown): Promise<ValidateTasksResult> {
-  const config = parseConfig(input);
-  const runId = config.runId ?? workflowInfo().workflowId;
-  upsertSearchAttributes({ EntropoRunId: [runId], EntropoStage: ['validate'] });
+  const checked = checkRunConfig(input);
+  const runId = checked.config?.runId ?? workflowInfo().workflowId;
+  // Tagged before a bad config is rejected, so that the failed run shows in `entropo list` and the UI's
+  // stage filter. Histories from before this change rejected a bad config with no tag.
+  if (checked.config || patched('tag-run-before-config-check')) {
+    upsertSearchAttributes({ EntropoRunId: [runId], EntropoStage: ['validate'] });
+  }
+  const config = acceptedConfig(checked);
   const progress: ValidationProgress = {
     runId,
     stage: 'loading',
@@ -50,6 +68,7 @@ export async function validateTasksWorkflow(input: unknown): Promise<ValidateTas
     gradingsDone: 0,
     valid: 0,
     invalid: 0,
+    errors: 0,
   };
   setHandler(validationProgressQuery, () => progress);
 
@@ -62,7 +81,7 @@ export async function validateTasksWorkflow(input: unknown): Promise<ValidateTas
     (['gold', 'empty'] as const).map((patch) => ({ ...instance, patch })),
   );
   const outcomes = await mapWithConcurrency(jobs, config.grading.concurrency, async (job) => {
-    let outcome: GradeSummary | { error: string };
+    let outcome: GradingOutcome;
     try {
       outcome = await executeChild(gradeInstanceWorkflow, {
         workflowId: `${workflowInfo().workflowId}/grade/${job.instanceId}/${job.patch}`,
@@ -79,7 +98,7 @@ export async function validateTasksWorkflow(input: unknown): Promise<ValidateTas
       });
     } catch (err) {
       // One broken instance must not stop the run: record why and go on.
-      outcome = { error: rootMessage(err) };
+      outcome = failureOf(err);
     }
     progress.gradingsDone++;
     return outcome;
@@ -88,8 +107,9 @@ export async function validateTasksWorkflow(input: unknown): Promise<ValidateTas
   const verdicts: InstanceVerdict[] = instances.map((instance, i) =>
     verdictFor(instance.instanceId, outcomes[2 * i]!, outcomes[2 * i + 1]!),
   );
-  progress.valid = verdicts.filter((v) => v.valid).length;
-  progress.invalid = verdicts.length - progress.valid;
+  progress.valid = verdicts.filter((v) => v.outcome === 'valid').length;
+  progress.invalid = verdicts.filter((v) => v.outcome === 'invalid').length;
+  progress.errors = verdicts.filter((v) => v.outcome === 'error').length;
   progress.stage = 'reporting';
   const report = await writeValidationReport(runId, verdicts);
   progress.stage = 'done';
@@ -98,16 +118,18 @@ export async function validateTasksWorkflow(input: unknown): Promise<ValidateTas
     instances: verdicts.length,
     valid: verdicts.filter((v) => v.valid).map((v) => v.instanceId),
     invalid: verdicts
-      .filter((v) => !v.valid)
+      .filter((v) => v.outcome === 'invalid')
       .map((v) => ({ instanceId: v.instanceId, problem: v.problem ?? '' })),
+    errors: verdicts
+      .filter((v) => v.outcome === 'error')
+      .map((v) => ({ instanceId: v.instanceId, cause: v.problem ?? '' })),
     report,
   };
 }
 
-function parseConfig(input: unknown): ValidateRunConfig {
-  const result = validateRunConfigSchema.safeParse(input);
-  if (result.success) return result.data;
-  const problems = problemsFromZod(result.error);
+/** The checked config, or a non-retryable failure naming every bad field (as `config-check` does). */
+function acceptedConfig({ config, problems }: RunConfigCheck<ValidateRunConfig>): ValidateRunConfig {
+  if (config) return config;
   throw ApplicationFailure.nonRetryable(
     describeProblems('run config', problems),
     'InvalidRunConfig',
@@ -115,9 +137,16 @@ function parseConfig(input: unknown): ValidateRunConfig {
   );
 }
 
-/** The innermost failure message (child → activity → application failure). */
-function rootMessage(err: unknown): string {
+/**
+ * The innermost failure (child → activity → application failure or timeout): its message, and its type,
+ * which tells a broken task from infrastructure that failed.
+ */
+function failureOf(err: unknown): GradingFailure {
   let current = err as { message?: string; cause?: unknown } | undefined;
   while (current?.cause) current = current.cause as { message?: string; cause?: unknown };
-  return current?.message ?? String(err);
+  const failure: GradingFailure = { error: current?.message || String(err) };
+  if (current instanceof ApplicationFailure) failure.errorType = current.type ?? 'Error';
+  else if (current instanceof TimeoutFailure) failure.errorType = 'TimeoutFailure';
+  else if (current instanceof Error) failure.errorType = current.name;
+  return failure;
 }

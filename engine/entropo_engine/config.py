@@ -117,7 +117,10 @@ class ServeConfig(Strict):
     port: int = Field(8000, ge=0, le=65535)
     dtype: Literal["auto", "float32", "bfloat16"] = "auto"
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    max_queue: int = Field(64, ge=1)
+    max_queue: int = Field(64, ge=1)  # requests waiting to be admitted; one more answers 503
+    max_running: int = Field(32, ge=1)  # sequences generated at once (a request with n counts n)
+    max_step_tokens: int = Field(256, ge=1)  # tokens per batched forward (decode tokens + prompt chunks)
+    prefix_cache_mb: int = Field(2048, ge=0)  # KV kept across requests for prefix reuse (SmolLM2: 46 KB per token)
 
 
 def load_config(path: str | Path, model: type[Strict]) -> Strict:

@@ -1,15 +1,20 @@
 """OpenAI-compatible HTTP server for a base model plus LoRA adapters loaded and unloaded at run time.
 
 Endpoints (request shapes follow OpenAI and vLLM, so the same client code talks to vLLM in production):
-  POST /v1/chat/completions   model, messages, temperature, top_p, top_k, max_tokens, seed, stop, n,
+  POST /v1/chat/completions   model, messages, temperature, top_p, top_k, min_p, max_tokens, seed, stop, n,
                               logprobs, top_logprobs
   GET  /v1/models             the base model and every loaded adapter
   POST /v1/load_lora_adapter  {"lora_name", "lora_path"}
   POST /v1/unload_lora_adapter {"lora_name"}
   GET  /health
+  GET  /stats                 scheduler and prefix-cache counters
 
-Requests are queued and run one at a time by a single model thread (CPU inference gains nothing from
-concurrency, and adapter switches must not interleave with generation). A full queue answers 503.
+Requests are batched by one model thread (batching.py: continuous batching of decode steps, chunked
+prefill, per-sequence KV caches, a bounded prefix cache across turns). Adapter loads and unloads run
+between steps once the sequences in flight have finished. More than `max_queue` requests waiting to be
+admitted answers 503. A prompt plus `max_tokens` longer than the model's context answers 400 with
+error.code "context_length_exceeded". A request's `seed` seeds its own generator, so other requests in
+the same batch never change its samples.
 Log-probs are the raw model distribution (before temperature/top-k/top-p), as vLLM reports by default.
 On start the server prints {"event": "listening", "url": ...} on stdout.
 """
@@ -17,7 +22,6 @@ On start the server prints {"event": "listening", "url": ...} on stdout.
 from __future__ import annotations
 
 import json
-import queue
 import signal
 import sys
 import threading
@@ -26,9 +30,9 @@ import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Literal
 
-import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from .batching import BASE, GenRequest, QueueFull, RaggedForward, Sampling, Scheduler
 from .config import ServeConfig, describe_validation_error
 from .models import load_causal_lm, load_tokenizer, pick_device, pick_dtype, resolve_model_dir
 from .events import emit
@@ -47,6 +51,7 @@ class ChatRequest(BaseModel):
     temperature: float = Field(1.0, ge=0, le=2)
     top_p: float = Field(1.0, gt=0, le=1)
     top_k: int = Field(-1, ge=-1)
+    min_p: float = Field(0.0, ge=0, le=1)  # vLLM's extra sampling field
     max_tokens: int | None = Field(None, ge=1)
     max_completion_tokens: int | None = Field(None, ge=1)
     seed: int | None = None
@@ -55,6 +60,8 @@ class ChatRequest(BaseModel):
     logprobs: bool = False
     top_logprobs: int | None = Field(None, ge=0, le=20)
     stream: bool = False
+    ignore_eos: bool = False  # vLLM's extra field: generate max_tokens tokens (benchmarks)
+    return_tokens_as_token_ids: bool = False  # vLLM's extra field: logprob tokens read "token_id:<id>"
 
 
 class LoadAdapter(BaseModel):
@@ -69,13 +76,14 @@ class UnloadAdapter(BaseModel):
 
 
 class HttpError(Exception):
-    def __init__(self, status: int, message: str, kind: str = "invalid_request_error", param: str | None = None):
+    def __init__(self, status: int, message: str, kind: str = "invalid_request_error", param: str | None = None, code: str | int | None = None):
         super().__init__(message)
         self.status, self.message, self.kind, self.param = status, message, kind, param
+        self.code = status if code is None else code
 
 
 class ModelHost:
-    """Owns the model; only the model thread calls its methods."""
+    """Owns the model and the scheduler. `chat` runs in HTTP threads; adapter changes run in the model thread."""
 
     def __init__(self, cfg: ServeConfig):
         self.cfg = cfg
@@ -85,6 +93,12 @@ class ModelHost:
         self.model = load_causal_lm(model_dir, self.device, pick_dtype(cfg.dtype, self.device)).eval()
         self.adapters: dict[str, str] = {}
         self.created = int(time.time())
+        self.forward = RaggedForward(self.model)
+        self.eos = self._eos_ids()
+        self.scheduler = Scheduler(
+            self.forward, self.tokenizer, self.eos, max_queue=cfg.max_queue, max_running=cfg.max_running,
+            max_step_tokens=cfg.max_step_tokens, prefix_cache_bytes=cfg.prefix_cache_mb << 20, adapters=self.adapters,
+        )
         for name, path in cfg.adapters.items():
             self.load_adapter(LoadAdapter(lora_name=name, lora_path=path))
 
@@ -103,6 +117,7 @@ class ModelHost:
         except (OSError, ValueError) as e:
             raise HttpError(400, f"cannot load LoRA adapter from {req.lora_path}: {e}", param="lora_path") from e
         self.adapters[req.lora_name] = req.lora_path
+        self.forward.set_model(self.model)
         return f"Success: LoRA adapter '{req.lora_name}' added successfully."
 
     def unload_adapter(self, req: UnloadAdapter) -> str:
@@ -110,6 +125,7 @@ class ModelHost:
             raise HttpError(404, f"The lora adapter '{req.lora_name}' cannot be found.", "not_found_error", "lora_name")
         self.model.delete_adapter(req.lora_name)
         del self.adapters[req.lora_name]
+        self.scheduler.cache.drop_model(req.lora_name)
         return f"Success: LoRA adapter '{req.lora_name}' removed successfully."
 
     def models(self) -> dict:
@@ -125,106 +141,114 @@ class ModelHost:
         ids = set(configured if isinstance(configured, list) else [configured] if configured is not None else [])
         return ids | {self.tokenizer.eos_token_id}
 
-    def _token_entry(self, token_id: int, logprob: float) -> dict:
+    def _token_entry(self, token_id: int, logprob: float, as_id: bool = False) -> dict:
         text = self.tokenizer.decode([token_id])
-        return {"token": text, "logprob": logprob, "bytes": list(text.encode("utf-8"))}
+        return {"token": f"token_id:{token_id}" if as_id else text, "logprob": logprob, "bytes": list(text.encode("utf-8"))}
 
     def chat(self, req: ChatRequest) -> dict:
+        """Runs in the request's HTTP thread: validates, tokenises, hands the work to the scheduler, waits."""
         if req.stream:
             raise HttpError(400, "stream=true is not supported by this server", param="stream")
         if req.model != self.cfg.served_model_name and req.model not in self.adapters:
             raise HttpError(404, f"The model `{req.model}` does not exist.", "not_found_error", "model")
         messages = [{"role": m.role, "content": m.content} for m in req.messages]
-        ids = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_dict=True, return_tensors="pt")["input_ids"].to(self.device)
+        ids = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_dict=True)["input_ids"]
+        context = self.forward.context
+        asked = req.max_completion_tokens or req.max_tokens
+        if len(ids) + (asked or 1) > context:
+            raise HttpError(
+                400,
+                f"This model's maximum context length is {context} tokens. However, you requested {len(ids) + (asked or 1)} tokens "
+                f"({len(ids)} in the messages, {asked or 1} in the completion). Please reduce the length of the messages or completion.",
+                param="messages", code="context_length_exceeded",
+            )
+        max_new = asked or min(256, context - len(ids))
         stops = [req.stop] if isinstance(req.stop, str) else list(req.stop or [])
-        max_new = req.max_completion_tokens or req.max_tokens or 256
-        sample = req.temperature > 0
-        kwargs = dict(
-            max_new_tokens=max_new, do_sample=sample, num_return_sequences=req.n, output_logits=True,
-            return_dict_in_generate=True, pad_token_id=self.tokenizer.pad_token_id or self.tokenizer.eos_token_id,
+        work = GenRequest(
+            model=BASE if req.model == self.cfg.served_model_name else req.model, prompt=ids, max_new=max_new, n=req.n,
+            sampling=Sampling(req.temperature, req.top_p, req.top_k, req.min_p, req.seed), stops=stops,
+            top_logprobs=req.top_logprobs or 0, want_logprobs=req.logprobs, ignore_eos=req.ignore_eos,
         )
-        if sample:
-            kwargs |= dict(temperature=req.temperature, top_p=req.top_p, top_k=req.top_k if req.top_k > 0 else None)
-        else:
-            kwargs |= dict(temperature=None, top_p=None, top_k=None)
-        if stops:
-            kwargs |= dict(stop_strings=stops, tokenizer=self.tokenizer)
-        if req.seed is not None:
-            torch.manual_seed(req.seed)
-        with torch.no_grad():
-            if req.model in self.adapters:
-                self.model.set_adapter(req.model)
-                out = self.model.generate(input_ids=ids, **kwargs)
-            elif self.adapters:
-                with self.model.disable_adapter():
-                    out = self.model.generate(input_ids=ids, **kwargs)
-            else:
-                out = self.model.generate(input_ids=ids, **kwargs)
-        prompt_len = ids.shape[1]
-        step_logprobs = torch.log_softmax(torch.stack(out.logits, dim=1).float(), dim=-1)  # (n, steps, vocab)
-        eos = self._eos_ids()
+        try:
+            self.scheduler.submit(work)
+        except QueueFull:
+            raise HttpError(503, "the request queue is full; retry later", "server_busy") from None
+        work.done.wait()
+        if isinstance(work.error, LookupError):
+            raise HttpError(404, f"The model `{req.model}` does not exist.", "not_found_error", "model")
+        if work.error is not None:
+            raise work.error
+        return self._response(req, work, stops)
+
+    def _response(self, req: ChatRequest, work: GenRequest, stops: list[str]) -> dict:
         choices, completion_tokens = [], 0
-        for i in range(req.n):
-            new = out.sequences[i, prompt_len:].tolist()
-            finish, kept = "length", []
-            for t in new:
-                if t in eos:
-                    finish = "stop"
-                    break
-                kept.append(t)
+        for c in work.choices:
+            kept = c.tokens if req.ignore_eos else [t for t in c.tokens if t not in self.eos]
+            finish = c.finish
             text = self.tokenizer.decode(kept, skip_special_tokens=True)
             for s in stops:
                 cut = text.find(s)
                 if cut >= 0:
                     text, finish = text[:cut], "stop"
-            completion_tokens += len(kept) + (1 if finish == "stop" and len(kept) < len(new) else 0)
-            choice = {"index": i, "message": {"role": "assistant", "content": text}, "finish_reason": finish, "logprobs": None}
+            completion_tokens += len(c.tokens)
+            choice = {"index": c.index, "message": {"role": "assistant", "content": text}, "finish_reason": finish, "logprobs": None}
             if req.logprobs:
                 content = []
-                for step, t in enumerate(kept):
-                    entry = self._token_entry(t, float(step_logprobs[i, step, t]))
-                    k = req.top_logprobs or 0
-                    if k:
-                        values, indices = step_logprobs[i, step].topk(k)
-                        entry["top_logprobs"] = [self._token_entry(int(j), float(v)) for v, j in zip(values, indices)]
-                    else:
-                        entry["top_logprobs"] = []
+                for e in c.logprobs[: len(kept)]:
+                    as_id = req.return_tokens_as_token_ids
+                    entry = self._token_entry(e["id"], e["logprob"], as_id)
+                    entry["top_logprobs"] = [self._token_entry(j, v, as_id) for j, v in e.get("top", [])]
                     content.append(entry)
                 choice["logprobs"] = {"content": content}
             choices.append(choice)
+        prompt = len(work.prompt)
+        done = time.perf_counter()
         return {
             "id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion", "created": int(time.time()), "model": req.model,
             "choices": choices,
-            "usage": {"prompt_tokens": prompt_len, "completion_tokens": completion_tokens, "total_tokens": prompt_len + completion_tokens},
+            "usage": {"prompt_tokens": prompt, "completion_tokens": completion_tokens, "total_tokens": prompt + completion_tokens,
+                      "prompt_tokens_details": {"cached_tokens": work.cached_tokens}},
+            # Not in OpenAI's schema (clients ignore it): where the time went, for benchmarks and the logs.
+            "timing": {"queued_s": work.admitted - work.arrived, "time_to_first_token_s": work.first_token - work.arrived,
+                       "total_s": done - work.arrived},
         }
 
 
 class Job:
+    """An adapter change, run by the model thread between steps."""
+
     def __init__(self, fn, arg):
         self.fn, self.arg = fn, arg
         self.done = threading.Event()
         self.result = None
         self.error: Exception | None = None
 
-
-def model_thread(jobs: queue.Queue) -> None:
-    while True:
-        job = jobs.get()
-        if job is None:
-            return
+    def run(self) -> None:
         try:
-            job.result = job.fn(job.arg)
+            self.result = self.fn(self.arg)
         except Exception as e:  # reported to the waiting request, the server keeps serving
-            job.error = e
+            self.error = e
         finally:
-            job.done.set()
+            self.done.set()
 
 
-def make_handler(host: ModelHost, jobs: queue.Queue):
+def in_model_thread(host: ModelHost, fn):
+    def run(req):
+        job = Job(fn, req)
+        host.scheduler.run_control(job)
+        job.done.wait()
+        if job.error is not None:
+            raise job.error
+        return job.result
+
+    return run
+
+
+def make_handler(host: ModelHost):
     routes_post = {
         "/v1/chat/completions": (ChatRequest, host.chat),
-        "/v1/load_lora_adapter": (LoadAdapter, host.load_adapter),
-        "/v1/unload_lora_adapter": (UnloadAdapter, host.unload_adapter),
+        "/v1/load_lora_adapter": (LoadAdapter, in_model_thread(host, host.load_adapter)),
+        "/v1/unload_lora_adapter": (UnloadAdapter, in_model_thread(host, host.unload_adapter)),
     }
 
     class Handler(BaseHTTPRequestHandler):
@@ -242,13 +266,15 @@ def make_handler(host: ModelHost, jobs: queue.Queue):
             self.wfile.write(data)
 
         def _error(self, e: HttpError) -> None:
-            self._send(e.status, {"error": {"message": e.message, "type": e.kind, "param": e.param, "code": e.status}})
+            self._send(e.status, {"error": {"message": e.message, "type": e.kind, "param": e.param, "code": e.code}})
 
         def do_GET(self):
             if self.path == "/health":
                 self._send(200, {"status": "ok"})
             elif self.path == "/v1/models":
                 self._send(200, host.models())
+            elif self.path == "/stats":
+                self._send(200, host.scheduler.stats())
             else:
                 self._error(HttpError(404, f"no route GET {self.path}", "not_found_error"))
 
@@ -265,27 +291,22 @@ def make_handler(host: ModelHost, jobs: queue.Queue):
             except ValidationError as e:
                 first = e.errors()[0]
                 return self._error(HttpError(400, f"invalid request:\n{describe_validation_error(e)}", param=".".join(map(str, first["loc"]))))
-            job = Job(fn, req)
             try:
-                jobs.put_nowait(job)
-            except queue.Full:
-                return self._error(HttpError(503, "the request queue is full; retry later", "server_busy"))
-            job.done.wait()
-            if isinstance(job.error, HttpError):
-                return self._error(job.error)
-            if job.error is not None:
-                return self._error(HttpError(500, f"{type(job.error).__name__}: {job.error}", "server_error"))
-            self._send(200, job.result)
+                result = fn(req)
+            except HttpError as e:
+                return self._error(e)
+            except Exception as e:  # reported to this request, the server keeps serving
+                return self._error(HttpError(500, f"{type(e).__name__}: {e}", "server_error"))
+            self._send(200, result)
 
     return Handler
 
 
 def serve(cfg: ServeConfig) -> None:
     host = ModelHost(cfg)
-    jobs: queue.Queue = queue.Queue(maxsize=cfg.max_queue)
-    worker = threading.Thread(target=model_thread, args=(jobs,), daemon=True)
+    worker = threading.Thread(target=host.scheduler.loop, daemon=True)
     worker.start()
-    httpd = ThreadingHTTPServer((cfg.host, cfg.port), make_handler(host, jobs))
+    httpd = ThreadingHTTPServer((cfg.host, cfg.port), make_handler(host))
     httpd.daemon_threads = True
     port = httpd.server_address[1]
 
@@ -296,5 +317,5 @@ def serve(cfg: ServeConfig) -> None:
     signal.signal(signal.SIGINT, stop)
     emit("listening", host=cfg.host, port=port, url=f"http://{cfg.host}:{port}/v1", model=cfg.served_model_name, adapters=list(host.adapters))
     httpd.serve_forever()
-    jobs.put(None)
+    host.scheduler.stop()
     emit("stopped")

@@ -14,7 +14,7 @@ function dockerAvailabilitySync(): { ok: true } | { ok: false; reason: string } 
       '-e',
       `require('./test/helpers/dockerAvailability').dockerAvailability().then((a) => process.stdout.write(JSON.stringify(a)))`,
     ],
-    { cwd: PROJECT_ROOT, encoding: 'utf8', timeout: 60_000 },
+    { cwd: PROJECT_ROOT, encoding: 'utf8', timeout: 300_000 },
   );
   try {
     return JSON.parse(r.stdout) as { ok: true } | { ok: false; reason: string };

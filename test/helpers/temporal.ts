@@ -4,6 +4,7 @@ import * as path from 'node:path';
 import { Client, Connection } from '@temporalio/client';
 import { DefaultLogger, NativeConnection, Runtime } from '@temporalio/worker';
 import { PROJECT_ROOT } from '../../activities/paths';
+import type { WorkerRole } from '../../domain/taskQueues';
 import { type DevServer, freePort, startDevServer } from '../../infra/devServer';
 import { createWorkerGroup, type WorkerGroup } from '../../workers/worker';
 
@@ -50,12 +51,16 @@ export async function startTestTemporal(home: string): Promise<TestTemporal> {
   };
 }
 
-/** In-process workers (cpu + sandbox) for one queue prefix. */
-export async function startTestWorkers(address: string, queuePrefix: string) {
+/** In-process workers (cpu + sandbox by default) for one queue prefix. */
+export async function startTestWorkers(
+  address: string,
+  queuePrefix: string,
+  roles: readonly WorkerRole[] = ['cpu', 'sandbox'],
+) {
   const connection = await NativeConnection.connect({ address });
   const group: WorkerGroup = await createWorkerGroup({
     connection,
-    roles: ['cpu', 'sandbox'],
+    roles,
     queuePrefix,
     address,
     shutdownGraceTime: '5 seconds',
@@ -82,9 +87,10 @@ export function sandboxDirs(home: string): string[] {
 /** A real `entropo worker` process (cpu + sandbox roles), as a user would run it; resolves once it is ready. */
 export function startWorkerProcess(
   address: string,
-  options: { queuePrefix: string; home: string; started: ChildProcess[] },
+  options: { queuePrefix: string; home: string; started: ChildProcess[]; roles?: readonly WorkerRole[] },
 ): Promise<ChildProcess> {
-  const child = spawn(path.join(PROJECT_ROOT, 'bin', 'entropo'), ['worker', '--role', 'cpu', 'sandbox'], {
+  const roles = options.roles ?? ['cpu', 'sandbox'];
+  const child = spawn(path.join(PROJECT_ROOT, 'bin', 'entropo'), ['worker', '--role', ...roles], {
     env: {
       ...process.env,
       TEMPORAL_ADDRESS: address,

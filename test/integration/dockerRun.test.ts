@@ -50,7 +50,7 @@ if (dockerOrExplain('validate run in docker sandboxes, killed mid-way')) {
             runId: RUN_ID,
             instances: file,
             grading: { concurrency: 2 },
-            sandbox: { backend: 'docker', heartbeatTimeoutSec: 4 },
+            sandbox: { backend: 'docker', heartbeatTimeoutSec: 10 },
           },
         ],
       });

@@ -53,7 +53,7 @@ describe('runEngineJob', () => {
     const events = fs.readFileSync(path.join(result.jobDir, 'events.jsonl'), 'utf8').trim().split('\n');
     expect(events.filter((l) => JSON.parse(l).event === 'step')).toHaveLength(2);
     expect(heartbeats.length).toBeGreaterThan(0);
-  }, 180_000);
+  });
 
   it('fails without retry on a bad config, naming the field', async () => {
     const env = new MockActivityEnvironment();
@@ -68,5 +68,5 @@ describe('runEngineJob', () => {
     expect((failure as ApplicationFailure).nonRetryable).toBe(true);
     expect((failure as ApplicationFailure).type).toBe('EngineInvalidInput');
     expect((failure as ApplicationFailure).message).toContain('beta');
-  }, 60_000);
+  });
 });

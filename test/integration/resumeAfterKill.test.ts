@@ -48,7 +48,7 @@ describe('resume after a worker is killed', () => {
           runId: 'resume',
           instances: file,
           grading: { concurrency: 1 },
-          sandbox: { heartbeatTimeoutSec: 4 },
+          sandbox: { heartbeatTimeoutSec: 10 },
         },
       ],
     });

@@ -12,8 +12,10 @@ import {
   conformanceSuite,
   containmentSuite,
   gradeWith,
+  historyInstances,
   localHarness,
   OPTS,
+  repositoryHistorySuite,
   type SandboxHarness,
 } from '../sandbox/suites';
 
@@ -38,6 +40,9 @@ if (dockerOrExplain('docker sandbox conformance and containment suites')) {
         runId: 'docker-test',
         limits: sandboxLimitsSchema.parse(limits ?? {}),
       }),
+    prepare: async (instance) => {
+      await buildTaskImage(instance, { log: () => {} });
+    },
   };
 
   beforeAll(async () => {
@@ -46,6 +51,7 @@ if (dockerOrExplain('docker sandbox conformance and containment suites')) {
 
   conformanceSuite(harness);
   containmentSuite(harness);
+  repositoryHistorySuite(harness, historyInstances(`${home}/later-fix`));
 
   describe('docker backend specifics', () => {
     it('grades every fixture instance with the same verdicts and per-test statuses as the local sandbox', async () => {
@@ -108,11 +114,15 @@ if (dockerOrExplain('docker sandbox conformance and containment suites')) {
             'entropo.hostname': workflow === 'wf-closed' ? 'another-host' : require('node:os').hostname(),
             'entropo.pid': String(pid),
             'entropo.workflow': workflow,
+            'entropo.deployment': 'docker-test',
           },
         });
       }
       // Only 'wf-closed' is closed: containers of other test files running beside this one stay.
-      const swept = await backend.sweepOrphans(async (wf) => wf !== 'wf-closed');
+      const swept = await backend.sweepOrphans({
+        deployment: 'docker-test',
+        isWorkflowOpen: async (wf) => wf !== 'wf-closed',
+      });
       expect(swept.filter((id) => /^(orphan|alive)-/.test(id)).sort()).toEqual([
         'orphan-closed-wf',
         'orphan-dead-worker',

@@ -4,7 +4,13 @@ import { LocalSandboxBackend } from '../../activities/localSandbox';
 import { SandboxPool } from '../../activities/sandboxPool';
 import { instanceSchema } from '../../domain/instance';
 import { fixtureInstances, isolatedHome } from '../helpers/env';
-import { conformanceSuite, containmentSuite, localHarness } from '../sandbox/suites';
+import {
+  conformanceSuite,
+  containmentSuite,
+  historyInstances,
+  localHarness,
+  repositoryHistorySuite,
+} from '../sandbox/suites';
 
 const home = isolatedHome('sbx-local');
 const pool = new SandboxPool(new LocalSandboxBackend(path.join(home, 'sandboxes')));
@@ -14,3 +20,4 @@ const harness = localHarness(pool, new ArtifactStore(), instances);
 
 conformanceSuite(harness);
 containmentSuite(harness);
+repositoryHistorySuite(harness, historyInstances(path.join(home, 'later-fix')));

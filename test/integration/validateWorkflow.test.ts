@@ -47,21 +47,19 @@ describe('validateTasksWorkflow (real dev server, real bwrap)', () => {
         instance_id: 'broken-patch',
         patch: String(good1!.patch).replace(/in \(11, 12\)/g, 'in (99, 98)'),
       },
-      // A test command that hangs: killed at the time limit, graded unresolved.
-      { ...good2!, instance_id: 'hanging-tests', test_command: 'sleep 600' },
       // No source for the local sandbox: the grading fails with a clear reason, the run goes on.
       { ...good3!, instance_id: 'no-source', source: undefined },
     ];
     const file = writeInstances(home, rows);
+    // The default test time limit: real pytest runs must never race a limit on a busy machine.
     const result = await run(
-      { runId: 'mixed', instances: file, grading: { concurrency: 3, testTimeoutSec: 3 } },
+      { runId: 'mixed', instances: file, grading: { concurrency: 3 } },
       'validate/mixed',
     );
 
     expect(result.valid.sort()).toEqual([good1!.instance_id, good2!.instance_id, good3!.instance_id].sort());
     const problems = Object.fromEntries(result.invalid.map((i) => [i.instanceId, i.problem]));
     expect(problems['broken-patch']).toBe('gold patch does not resolve (patch did not apply)');
-    expect(problems['hanging-tests']).toBe('gold patch does not resolve (tests timed out after 3s)');
     expect(problems['no-source']).toMatch(/gold grading failed: .*has no "source"/);
 
     // The per-instance report holds the apply log: all three methods were tried for the broken patch.
@@ -80,7 +78,7 @@ describe('validateTasksWorkflow (real dev server, real bwrap)', () => {
     const goodReport = await new ArtifactStore().getJson<GradeReport>(good.gold.reportId);
     expect(goodReport.appliedWith).toBe('git apply');
     expect(goodReport.resolution?.FAIL_TO_PASS.failure).toEqual([]);
-    expect(fs.readFileSync(result.report.markdownPath, 'utf8')).toContain('3 of 6 instances valid');
+    expect(fs.readFileSync(result.report.markdownPath, 'utf8')).toContain('3 of 5 instances valid');
 
     // Claim checks keep history small: no instance text or test log travels through Temporal.
     const history = JSON.stringify(await temporal.client.workflow.getHandle('validate/mixed').fetchHistory());
@@ -89,7 +87,26 @@ describe('validateTasksWorkflow (real dev server, real bwrap)', () => {
     for (const big of ['def test_ordinal', 'ordinal() gives the wrong suffix', 'short test summary']) {
       expect(payloads).not.toContain(big); // …and no instance text or test log is among it
     }
-    expect(history.length).toBeLessThan(12 * 8_000); // 12 gradings, a few KB of event metadata each
+    expect(history.length).toBeLessThan(10 * 8_000); // 10 gradings, a few KB of event metadata each
+    expect(sandboxDirs(home)).toEqual([]);
+  });
+
+  it('grades tests that hang unresolved at the time limit', async () => {
+    // The command hangs by itself, so the short limit is met however busy the machine is.
+    const [good] = fixtureInstances();
+    const file = writeInstances(
+      home,
+      [{ ...good!, instance_id: 'hanging-tests', test_command: 'sleep 600' }],
+      'hang.jsonl',
+    );
+    const result = await run(
+      { runId: 'hang', instances: file, grading: { testTimeoutSec: 3 } },
+      'validate/hang',
+    );
+    expect(result.valid).toEqual([]);
+    expect(result.invalid).toEqual([
+      { instanceId: 'hanging-tests', problem: 'gold patch does not resolve (tests timed out after 3s)' },
+    ]);
     expect(sandboxDirs(home)).toEqual([]);
   });
 

@@ -16,7 +16,7 @@ describe('replay of recorded histories', () => {
       string
     >;
     const files = Object.keys(ids).sort();
-    expect(files).toEqual(['gradeInstance.json', 'validateTasks.json']);
+    expect(files).toEqual(['gradeInstance.json', 'rollout.json', 'rolloutPool.json', 'validateTasks.json']);
     const histories = files.map((f) => ({
       workflowId: ids[f]!,
       history: historyFromJSON(JSON.parse(fs.readFileSync(path.join(dir, f), 'utf8'))),
@@ -28,7 +28,7 @@ describe('replay of recorded histories', () => {
     )) {
       results.push(result);
     }
-    expect(results).toHaveLength(2);
+    expect(results).toHaveLength(files.length);
     for (const r of results) expect(r.error, `${r.workflowId}: ${r.error?.message}`).toBeUndefined();
   });
 });

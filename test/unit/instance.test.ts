@@ -6,6 +6,7 @@ import {
   sandboxBackendFor,
   taskImageName,
 } from '../../domain/instance';
+import { formatProblem } from '../../domain/schemaErrors';
 
 const base = {
   instance_id: 'owner__repo-1',
@@ -69,6 +70,68 @@ describe('parseInstances', () => {
       'f.jsonl',
     );
     expect(problems.map((p) => p.field).sort()).toEqual(['FAIL_TO_PASS', 'base_commit']);
+  });
+
+  it('says what shape a test list must have and what is wrong with it', () => {
+    const problemFor = (FAIL_TO_PASS: unknown) =>
+      parseInstances(JSON.stringify({ ...base, FAIL_TO_PASS, PASS_TO_PASS: [] }), 'f.jsonl').problems;
+    const expected = /^must be a list of test ids \(strings\), or a JSON string encoding one/;
+    for (const [value, detail] of [
+      [5, /, not a number$/],
+      [{ a: 1 }, /, not an object$/],
+      [['a', 2], /; item 2 is a number: 2$/],
+      ['[1]', /; item 1 is a number: 1$/],
+      ['tests/test_a.py::test_b', /; this string is not JSON: "tests\/test_a\.py::test_b"$/],
+      ['{"a": 1}', /; this string encodes an object$/],
+    ] as const) {
+      const problems = problemFor(value);
+      expect(problems).toHaveLength(1);
+      expect(problems[0]!.field).toBe('FAIL_TO_PASS');
+      expect(problems[0]!.message).toMatch(expected);
+      expect(problems[0]!.message).toMatch(detail);
+    }
+    const missing = parseInstances(JSON.stringify({ ...base, PASS_TO_PASS: [] }), 'f.jsonl').problems;
+    expect(missing[0]!.message).toMatch(/^missing; it must be a list of test ids/);
+  });
+
+  it('locates problems of a JSON array by the line each element starts on, and its element number', () => {
+    const good = { ...base, FAIL_TO_PASS: [], PASS_TO_PASS: [] };
+    const text = JSON.stringify([good, { ...good, instance_id: 'b', FAIL_TO_PASS: 7 }, good], null, 2);
+    const { problems } = parseInstances(text, 'swe.json');
+    const lineOf = (n: number) => text.split('\n').findIndex((l, i) => i > 0 && l === '  {' && --n === 0) + 1;
+    expect(problems).toEqual([
+      expect.objectContaining({ line: lineOf(2), element: 2, field: 'FAIL_TO_PASS' }),
+      expect.objectContaining({
+        line: lineOf(3),
+        element: 3,
+        field: 'instance_id',
+        message: 'duplicate of element 1',
+      }),
+    ]);
+    expect(lineOf(2)).toBeGreaterThan(2);
+    expect(formatProblem(problems[0]!)).toMatch(
+      new RegExp(`^swe\\.json:line ${lineOf(2)} \\(element 2\\): field "FAIL_TO_PASS"`),
+    );
+    // A one-line export puts every element on line 1: the element number tells them apart.
+    const oneLine = parseInstances(
+      JSON.stringify([good, { ...good, instance_id: 'c', repo: 5 }]),
+      'one.json',
+    );
+    expect(formatProblem(oneLine.problems[0]!)).toMatch(/^one\.json:line 1 \(element 2\): field "repo"/);
+  });
+
+  it('gives the line of a JSON syntax error in an array file, not a character offset', () => {
+    const text = '[\n  {"instance_id": "a"},\n  {"instance_id": "b",,}\n]\n';
+    const { problems } = parseInstances(text, 'broken.json');
+    expect(problems).toEqual([
+      expect.objectContaining({
+        file: 'broken.json',
+        line: 3,
+        message: expect.stringContaining('not valid JSON'),
+      }),
+    ]);
+    const truncated = parseInstances('[\n  {"instance_id": "a"},\n  {"instance_id"', 'cut.json').problems;
+    expect(truncated[0]!.line).toBe(3);
   });
 
   it('rejects an empty file', () => {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { validateRunConfig } from '../../domain/runConfig';
+import { checkRunConfig, type RunConfigCheckOptions, validateRunConfig } from '../../domain/runConfig';
 import { InvalidInputError } from '../../domain/schemaErrors';
 
 describe('validateRunConfig', () => {
@@ -63,5 +63,104 @@ describe('validateRunConfig', () => {
       'sandbox.commandTimeoutSec',
     ]);
     expect(error!.message).toContain('run.json: field "sandbox.commandTimeoutSec"');
+  });
+});
+
+describe('checkRunConfig: one answer for config-check, tasks validate --config and the workflow', () => {
+  const messages = (document: unknown, options?: RunConfigCheckOptions) =>
+    checkRunConfig(document, options).problems.map((p) => `${p.field || '(document)'}: ${p.message}`);
+
+  it('says an empty or null document is empty, and a list or scalar is not a mapping', () => {
+    for (const empty of [null, undefined]) {
+      expect(messages(empty, { file: 'run.yaml' })).toEqual([
+        expect.stringMatching(/^\(document\): the document is empty; a run config is a mapping/),
+      ]);
+    }
+    expect(messages([{ instances: 'x.jsonl' }])).toEqual([
+      expect.stringMatching(/^\(document\): must be a mapping of fields .*not a list$/),
+    ]);
+    expect(messages('instances: x')).toEqual([expect.stringMatching(/not a string$/)]);
+    // With command-line options too: never their fields spread over a list, never a crash.
+    expect(
+      messages(null, {
+        instances: '/abs/x.jsonl',
+        overrides: [{ field: 'grading.concurrency', value: 3, option: '--concurrency' }],
+      }),
+    ).toEqual([expect.stringMatching(/the document is empty/)]);
+  });
+
+  it('rejects a section that is not a mapping, whatever options fill it', () => {
+    const overrides = [
+      { field: 'grading.concurrency', value: 3, option: '--concurrency' },
+      { field: 'sandbox.backend', value: 'local', option: '--backend' },
+    ];
+    for (const grading of [5, 'fast', null, ['a']]) {
+      const document = { instances: 'x.jsonl', grading };
+      for (const options of [{}, { instances: 'x.jsonl', overrides }]) {
+        const { config, problems } = checkRunConfig(document, options);
+        expect(config).toBeUndefined();
+        expect(problems).toEqual([
+          { field: 'grading', message: expect.stringMatching(/^expected a mapping of fields, got /) },
+        ]);
+      }
+    }
+  });
+
+  it('applies command-line options over the document and names the option of a bad value', () => {
+    const { config } = checkRunConfig(
+      { grading: { concurrency: 1, testTimeoutSec: 60 } },
+      {
+        file: 'run.yaml',
+        instances: 'x.jsonl',
+        overrides: [{ field: 'grading.concurrency', value: 4, option: '--concurrency' }],
+      },
+    );
+    expect(config!.instances).toBe('x.jsonl');
+    expect(config!.grading).toEqual({ concurrency: 4, testTimeoutSec: 60 });
+    const { problems } = checkRunConfig(
+      { sandbox: { commandTimeoutSec: 0 } },
+      {
+        file: 'run.yaml',
+        instances: 'x.jsonl',
+        overrides: [{ field: 'sandbox.backend', value: 'vm', option: '--backend' }],
+      },
+    );
+    expect(problems).toEqual([
+      expect.objectContaining({
+        field: 'sandbox.backend',
+        message: expect.stringContaining('(from --backend vm)'),
+      }),
+      expect.objectContaining({ file: 'run.yaml', field: 'sandbox.commandTimeoutSec' }),
+    ]);
+    expect(problems[0]!.file).toBeUndefined();
+  });
+
+  it("reports a config's instances that the command line contradicts, and accepts one that agrees", () => {
+    const resolvePath = (f: string) => (f.startsWith('/') ? f : `/work/${f}`);
+    const { problems } = checkRunConfig(
+      { instances: 'other.jsonl' },
+      { file: 'run.yaml', instances: '/work/tasks/a/instances.jsonl', resolvePath },
+    );
+    expect(problems).toEqual([
+      {
+        file: 'run.yaml',
+        field: 'instances',
+        message: expect.stringMatching(
+          /names other\.jsonl but the command line names \/work\/tasks\/a\/instances\.jsonl/,
+        ),
+      },
+    ]);
+    const same = checkRunConfig({ instances: 'a.jsonl' }, { instances: '/work/a.jsonl', resolvePath });
+    expect(same.problems).toEqual([]);
+    expect(same.config!.instances).toBe('/work/a.jsonl');
+  });
+
+  it('accepts a config meant for --config (no instances) only where asked to', () => {
+    const document = { grading: { concurrency: 3 } };
+    const forCheck = checkRunConfig(document, { instancesOptional: true });
+    expect(forCheck.problems).toEqual([]);
+    expect(forCheck.config!.instances).toBeUndefined();
+    expect(forCheck.config!.grading.concurrency).toBe(3);
+    expect(messages(document)).toEqual(['instances: Invalid input: expected string, the field is missing']);
   });
 });

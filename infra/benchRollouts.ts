@@ -1,0 +1,191 @@
+/**
+ * Rollout benchmark (`npm run bench:rollouts`), in one process against one dev server, with an instant
+ * scripted model (an OpenAI-compatible HTTP server answering at once) so that what is measured is ours:
+ *   1. what durability adds per turn: the durable rollout workflow vs the same loop run in-process (the same
+ *      policy call through the same `openai` client, the same agent step on the same kind of sandbox, no
+ *      Temporal), milliseconds per turn, interleaved;
+ *   2. history per turn as the server counts it (`historySizeBytes`, events) on a long episode;
+ *   3. pool throughput (turns/s) at 1, 8 and 32 concurrent rollouts.
+ * Each turn runs `true` in the sandbox (the cheapest real command). Prints Markdown for BENCHMARKS.md.
+ * BENCH_TURNS (default 100), BENCH_POOL_TURNS (20) and BENCH_POOL_SIZES (1,8,32) size it.
+ */
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { MockActivityEnvironment } from '@temporalio/testing';
+import { ArtifactStore } from '../activities/artifacts';
+import { callPolicy, type PolicyTurn } from '../activities/llm';
+import { LocalSandboxBackend } from '../activities/localSandbox';
+import { PROJECT_ROOT } from '../activities/paths';
+import { type AgentStepResult, runAgentStep, startConversation } from '../activities/rollout';
+import { SandboxPool } from '../activities/sandboxPool';
+import { episodeLimitsSchema } from '../domain/agent/limits';
+import { parseInstancesOrThrow, type TaskInstance } from '../domain/instance';
+import { llmEndpointSchema, samplingSchema } from '../domain/llmPolicy';
+import { sandboxConfigSchema, sandboxLimitsSchema } from '../domain/runConfig';
+import { startScriptedOpenAI } from '../test/helpers/scriptedOpenAI';
+import { startTestTemporal, startTestWorkers } from '../test/helpers/temporal';
+import type { RolloutInput, RolloutResult } from '../workflows/rollout';
+
+const REPLY = 'Checking.\n<function=execute_bash>\n<parameter=cmd>true</parameter>\n</function>';
+const PREFIX = 'bench-rollouts';
+
+function loadInstance(): TaskInstance {
+  const file = path.join(PROJECT_ROOT, 'tasks/fixtures/instances.jsonl');
+  const instance = parseInstancesOrThrow(fs.readFileSync(file, 'utf8'), file)[0]!;
+  const source = instance.source as { kind: 'git'; path: string };
+  return { ...instance, source: { kind: 'git', path: path.resolve(path.dirname(file), source.path) } };
+}
+
+async function main() {
+  // Its own home: the paths below are read at call time.
+  const home = fs.mkdtempSync(path.join(os.tmpdir(), 'entropo-bench-rollouts-'));
+  process.env.ENTROPO_HOME = home;
+  const turns = Number(process.env.BENCH_TURNS ?? 100);
+  const poolTurns = Number(process.env.BENCH_POOL_TURNS ?? 20);
+  const poolSizes = (process.env.BENCH_POOL_SIZES ?? '1,8,32').split(',').map(Number);
+  const store = new ArtifactStore();
+  const instance = loadInstance();
+  const instanceRef = (await store.putJson(instance)).id;
+  const model = await startScriptedOpenAI(() => ({ body: REPLY }));
+  const endpoint = llmEndpointSchema.parse({ baseUrl: model.baseUrl, model: 'instant', maxRetries: 0 });
+  const sampling = samplingSchema.parse({ temperature: 0 });
+  const temporal = await startTestTemporal(home);
+  const workers = await startTestWorkers(temporal.address, PREFIX, ['cpu', 'sandbox', 'llm']);
+  const input = (maxSteps: number): RolloutInput => ({
+    runId: 'bench',
+    instanceId: instance.instance_id,
+    instanceRef,
+    policy: { kind: 'openai', name: 'instant', endpoint },
+    sampling,
+    seed: 0,
+    limits: episodeLimitsSchema.parse({ maxSteps }),
+    sandbox: sandboxConfigSchema.parse({}),
+    testTimeoutSec: 600,
+  });
+  let episode = 0;
+  const durable = async (maxSteps: number) => {
+    const workflowId = `bench/${episode++}`;
+    const started = performance.now();
+    const result = (await temporal.client.workflow.execute('rolloutWorkflow', {
+      taskQueue: `${PREFIX}-cpu`,
+      workflowId,
+      args: [input(maxSteps)],
+    })) as RolloutResult;
+    return { ms: performance.now() - started, result, workflowId };
+  };
+
+  // In-process: the same activities' functions, called directly on a sandbox of this process.
+  const pool = new SandboxPool(new LocalSandboxBackend(undefined, () => {}), () => {});
+  const inProcess = async (maxSteps: number) => {
+    const sandboxId = `bench-inproc-${episode++}`;
+    const env = new MockActivityEnvironment();
+    const started = performance.now();
+    const sandbox = await pool.create('local', {
+      sandboxId,
+      instanceId: instance.instance_id,
+      source: instance.source,
+      baseCommit: instance.base_commit,
+      limits: sandboxLimitsSchema.parse({}),
+    });
+    const opened = await startConversation(
+      { store },
+      { instanceRef, repoRoot: sandbox.repoPath, commandTimeoutSec: 120 },
+    );
+    let conversationId = opened.conversationId;
+    let previousStepId: string | null = null;
+    let checkpoint: AgentStepResult['checkpoint'] = null;
+    for (let step = 1; step <= maxSteps; step++) {
+      const turn = (await env.run(
+        callPolicy,
+        { store },
+        { endpoint, sampling, messagesId: conversationId },
+      )) as PolicyTurn;
+      if (turn.kind !== 'completion') throw new Error('unexpected context length');
+      const result: AgentStepResult = await env.run(
+        runAgentStep,
+        { store, sandboxes: pool },
+        {
+          rolloutId: sandboxId,
+          stepIndex: step,
+          sandboxId,
+          baseCommit: opened.baseCommit,
+          conversationId,
+          completionId: turn.completionId,
+          tokensIn: turn.promptTokens,
+          tokensOut: turn.completionTokens,
+          llmMs: turn.latencyMs,
+          checkpoint,
+          previousStepId,
+          warning: null,
+          commandTimeoutSec: 120,
+          outputLimitBytes: 65536,
+        },
+      );
+      conversationId = result.conversationId;
+      previousStepId = result.stepId;
+      checkpoint = result.checkpoint;
+    }
+    await pool.destroy(sandboxId);
+    return performance.now() - started;
+  };
+
+  try {
+    // 1. Overhead per turn: episodes of 1 and of `turns` steps, so fixed costs (sandbox, grading) cancel.
+    const samples = { durable: [] as number[], inProcess: [] as number[] };
+    for (let round = 0; round < 3; round++) {
+      const long = await durable(turns);
+      const short = await durable(1);
+      samples.durable.push((long.ms - short.ms) / (turns - 1));
+      const longIn = await inProcess(turns);
+      const shortIn = await inProcess(1);
+      samples.inProcess.push((longIn - shortIn) / (turns - 1));
+    }
+    const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+    const perTurnDurable = median(samples.durable);
+    const perTurnInProcess = median(samples.inProcess);
+
+    // 2. History per turn of a long episode.
+    const long = await durable(turns);
+    const description = await temporal.client.workflow.getHandle(long.workflowId).describe();
+    const historyBytes = Number(description.raw.workflowExecutionInfo?.historySizeBytes ?? 0);
+    const events = description.historyLength;
+
+    // 3. Pool throughput.
+    const throughput: { size: number; turnsPerSec: number }[] = [];
+    for (const size of poolSizes) {
+      const started = performance.now();
+      await Promise.all(Array.from({ length: size }, () => durable(poolTurns)));
+      throughput.push({ size, turnsPerSec: (size * poolTurns) / ((performance.now() - started) / 1000) });
+    }
+
+    const out = (line = '') => process.stdout.write(`${line}\n`);
+    out(
+      `## Rollouts (\`npm run bench:rollouts\`, ${os.cpus().length} cores, instant scripted model, local sandbox)`,
+    );
+    out();
+    out('| per turn | durable (Temporal) | in-process loop | added by durability |');
+    out('| --- | --- | --- | --- |');
+    out(
+      `| ms (median of 3, ${turns}-turn minus 1-turn episodes) | ${perTurnDurable.toFixed(1)} | ${perTurnInProcess.toFixed(1)} | ${(perTurnDurable - perTurnInProcess).toFixed(1)} ms (${(perTurnDurable / perTurnInProcess).toFixed(2)}×) |`,
+    );
+    out();
+    out(
+      `History of a ${turns}-turn episode: ${historyBytes} bytes (${(historyBytes / turns).toFixed(0)} B/turn), ${events} events (${(events / turns).toFixed(1)}/turn).`,
+    );
+    out();
+    out('| concurrent rollouts | turns/s |');
+    out('| --- | --- |');
+    for (const t of throughput) out(`| ${t.size} | ${t.turnsPerSec.toFixed(1)} |`);
+  } finally {
+    await pool.destroyAll();
+    await workers.stop();
+    await temporal.close();
+    await model.close();
+  }
+}
+
+main().catch((e) => {
+  console.error(e);
+  process.exit(1);
+});
