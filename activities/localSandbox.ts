@@ -198,9 +198,11 @@ export class LocalSandbox implements Sandbox {
   private mounts(): Mount[] {
     const mounts: Mount[] = [
       ...systemMounts(path.join(this.dir, 'etc')),
+      { source: this.tmpDir, dest: '/tmp', writable: true },
+      // After the private /tmp, so that they stay visible when the project (its venv, the builder's tracer)
+      // is checked out under /tmp on the host, as CI checkouts and tests' homes often are.
       ...pythonMounts(),
       ...this.readOnlyPaths.map((p) => ({ source: p, dest: p })),
-      { source: this.tmpDir, dest: '/tmp', writable: true },
       { source: this.repoDir, dest: SANDBOX_REPO_PATH, writable: true },
     ];
     return mounts;

@@ -12,7 +12,7 @@ import { adoptDevServer, startDevServer } from '../infra/devServer';
 import { buildSuite } from '../infra/taskBuilder';
 import { createWorkerGroup } from '../workers/worker';
 import { runGradingShow } from './grading';
-import { runRollouts, showRollouts } from './rollouts';
+import { rolloutsWorkflowId, runRollouts, showRollouts } from './rollouts';
 import { readConfigDocument } from './runConfigFile';
 import { formatSdkLogEntry } from './sdkLog';
 import { temporalSettings, withSession } from './session';
@@ -45,7 +45,7 @@ function positiveInt(value: string): number {
 
 /** A run by its run id (workflow `validate/<id>`) or its workflow id; exit 2 when there is none. */
 async function describeRun(client: Client, runId: string) {
-  for (const workflowId of new Set([validateWorkflowId(runId), runId])) {
+  for (const workflowId of new Set([validateWorkflowId(runId), rolloutsWorkflowId(runId), runId])) {
     const handle = client.workflow.getHandle(workflowId);
     try {
       return { handle, description: await handle.describe() };
@@ -56,7 +56,7 @@ async function describeRun(client: Client, runId: string) {
   throw new InvalidInputError('run id', [
     {
       field: 'runId',
-      message: `no run ${runId} (no workflow ${validateWorkflowId(runId)} or ${runId}); \`entropo list\` shows the runs`,
+      message: `no run ${runId} (no workflow ${validateWorkflowId(runId)}, ${rolloutsWorkflowId(runId)} or ${runId}); \`entropo list\` shows the runs`,
     },
   ]);
 }
@@ -295,8 +295,9 @@ program
   .description('cancel a run (its sandboxes are cleaned up)')
   .action(async (runId: string) => {
     await withSession({ log }, async ({ client }) => {
-      await client.workflow.getHandle(validateWorkflowId(runId)).cancel();
-      log(`cancel requested for ${runId}`);
+      const { handle } = await describeRun(client, runId); // an unknown run is bad input (exit 2)
+      await handle.cancel();
+      log(`cancel requested for ${runId} (workflow ${handle.workflowId})`);
     });
   });
 

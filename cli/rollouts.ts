@@ -1,12 +1,6 @@
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import {
-  WorkflowExecutionAlreadyStartedError,
-  type WorkflowHandle,
-  WorkflowIdConflictPolicy,
-  WorkflowIdReusePolicy,
-} from '@temporalio/client';
 import { ArtifactStore } from '../activities/artifacts';
 import { type ManagedEngineServer, startEngineServer } from '../activities/engineServer';
 import { entropoHome } from '../activities/paths';
@@ -22,7 +16,7 @@ import { InvalidInputError } from '../domain/schemaErrors';
 import { isHeldOutSuite } from '../domain/taskSuite';
 import type { RolloutPoolResult } from '../workflows/rolloutPool';
 import { readConfigDocument } from './runConfigFile';
-import { withSession } from './session';
+import { resultWithProgress, startOrAttach, withSession } from './session';
 import { resolveSuite } from './suites';
 
 /** `entropo rollouts <suite> --policy <url|engine|demonstrator>` and `entropo rollouts show`. */
@@ -138,42 +132,16 @@ export async function runRollouts(suiteOrFile: string, options: RolloutsOptions)
       { workerRoles: external ? [] : ['cpu', 'sandbox', 'llm'], log },
       async (session) => {
         const workflowId = rolloutsWorkflowId(config.runId!);
-        let handle: WorkflowHandle;
-        try {
-          handle = await session.client.workflow.start('rolloutPoolWorkflow', {
-            taskQueue: session.workflowQueue,
-            workflowId,
-            args: [config],
-            workflowIdConflictPolicy: WorkflowIdConflictPolicy.USE_EXISTING,
-            workflowIdReusePolicy: WorkflowIdReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
-          });
-        } catch (e) {
-          if (!(e instanceof WorkflowExecutionAlreadyStartedError)) throw e;
-          log(
-            `run ${config.runId} already finished; showing its result (use another --run-id to roll out again)`,
-          );
-          handle = session.client.workflow.getHandle(workflowId);
-        }
+        const handle = await startOrAttach(
+          session,
+          { type: 'rolloutPoolWorkflow', workflowId, config, runId: config.runId!, again: 'roll out again' },
+          log,
+        );
         log(`run ${config.runId} · workflow ${workflowId}`);
         if (options.detach) return 0;
-        const tty = process.stderr.isTTY;
-        let last = '';
-        const poll = setInterval(async () => {
-          try {
-            const line = formatPoolProgress(await handle.query<RolloutPoolProgress>('progress'));
-            if (line !== last) process.stderr.write(tty ? `\r${line}` : `${line}\n`);
-            last = line;
-          } catch {
-            // not started yet, or between continue-as-new runs
-          }
-        }, 1000);
-        let result: RolloutPoolResult;
-        try {
-          result = await handle.result();
-        } finally {
-          clearInterval(poll);
-          if (tty && last) process.stderr.write('\n');
-        }
+        const result = await resultWithProgress<RolloutPoolProgress, RolloutPoolResult>(handle, (p) =>
+          formatPoolProgress(p),
+        );
         printPoolSummary(result, (performance.now() - started) / 1000);
         return result.failed > 0 ? 1 : 0;
       },

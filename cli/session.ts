@@ -1,4 +1,11 @@
-import { Client, Connection } from '@temporalio/client';
+import {
+  Client,
+  Connection,
+  WorkflowExecutionAlreadyStartedError,
+  type WorkflowHandle,
+  WorkflowIdConflictPolicy,
+  WorkflowIdReusePolicy,
+} from '@temporalio/client';
 import { NativeConnection } from '@temporalio/worker';
 import { DEFAULT_QUEUE_PREFIX, roleQueue, type WorkerRole } from '../domain/taskQueues';
 import { type DevServer, startDevServer } from '../infra/devServer';
@@ -84,5 +91,53 @@ export async function withSession<T>(
     await nativeConnection?.close();
     await connection.close();
     await server?.stop();
+  }
+}
+
+/**
+ * Starts a run's workflow, or attaches to it when a run with that id is open (same run id = same run);
+ * a finished run's result is shown instead of starting it again.
+ */
+export async function startOrAttach(
+  session: Session,
+  run: { type: string; workflowId: string; config: unknown; runId: string; again: string },
+  log: (line: string) => void,
+): Promise<WorkflowHandle> {
+  try {
+    return await session.client.workflow.start(run.type, {
+      taskQueue: session.workflowQueue,
+      workflowId: run.workflowId,
+      args: [run.config],
+      workflowIdConflictPolicy: WorkflowIdConflictPolicy.USE_EXISTING,
+      workflowIdReusePolicy: WorkflowIdReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
+    });
+  } catch (e) {
+    if (!(e instanceof WorkflowExecutionAlreadyStartedError)) throw e;
+    log(`run ${run.runId} already finished; showing its result (use another --run-id to ${run.again})`);
+    return session.client.workflow.getHandle(run.workflowId);
+  }
+}
+
+/** Waits for a run's result, showing its `progress` query as one line (redrawn on a terminal) every second. */
+export async function resultWithProgress<P, R>(
+  handle: WorkflowHandle,
+  format: (progress: P) => string,
+): Promise<R> {
+  const tty = process.stderr.isTTY;
+  let last = '';
+  const poll = setInterval(async () => {
+    try {
+      const line = format(await handle.query<P>('progress'));
+      if (line !== last) process.stderr.write(tty ? `\r${line}` : `${line}\n`);
+      last = line;
+    } catch {
+      // not started yet, or between continue-as-new runs
+    }
+  }, 1000);
+  try {
+    return (await handle.result()) as R;
+  } finally {
+    clearInterval(poll);
+    if (tty && last) process.stderr.write('\n');
   }
 }

@@ -1,19 +1,13 @@
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import {
-  WorkflowExecutionAlreadyStartedError,
-  type WorkflowHandle,
-  WorkflowIdConflictPolicy,
-  WorkflowIdReusePolicy,
-} from '@temporalio/client';
 import { parseInstancesOrThrow } from '../domain/instance';
 import { checkRunConfig, type RunConfigOverride, type ValidateRunConfig } from '../domain/runConfig';
 import { InvalidInputError } from '../domain/schemaErrors';
 import { formatValidationProgress, type ValidationProgress } from '../domain/validation';
 import type { ValidateTasksResult } from '../workflows/validateTasks';
 import { readConfigDocument } from './runConfigFile';
-import { withSession } from './session';
+import { resultWithProgress, startOrAttach, withSession } from './session';
 import { recordValidation, resolveSuite } from './suites';
 
 export interface ValidateOptions {
@@ -82,43 +76,17 @@ export async function runValidate(suiteOrFile: string, options: ValidateOptions)
     { workerRoles: options.worker && !process.env.TEMPORAL_ADDRESS ? ['cpu', 'sandbox'] : [], log },
     async (session) => {
       const workflowId = validateWorkflowId(config.runId!);
-      let handle: WorkflowHandle;
-      try {
-        handle = await session.client.workflow.start('validateTasksWorkflow', {
-          taskQueue: session.workflowQueue,
-          workflowId,
-          args: [config],
-          workflowIdConflictPolicy: WorkflowIdConflictPolicy.USE_EXISTING,
-          workflowIdReusePolicy: WorkflowIdReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
-        });
-      } catch (e) {
-        if (!(e instanceof WorkflowExecutionAlreadyStartedError)) throw e;
-        log(
-          `run ${config.runId} already finished; showing its result (use another --run-id to validate again)`,
-        );
-        handle = session.client.workflow.getHandle(workflowId);
-      }
+      const handle = await startOrAttach(
+        session,
+        { type: 'validateTasksWorkflow', workflowId, config, runId: config.runId!, again: 'validate again' },
+        log,
+      );
       log(`run ${config.runId} · workflow ${workflowId}`);
       if (options.detach) return 0;
-
-      const tty = process.stderr.isTTY;
-      let last = '';
-      const poll = setInterval(async () => {
-        try {
-          const line = formatValidationProgress(await handle.query<ValidationProgress>('progress'));
-          if (line !== last) process.stderr.write(tty ? `\r${line}` : `${line}\n`);
-          last = line;
-        } catch {
-          // the workflow may not have started its first task yet
-        }
-      }, 1000);
-      let result: ValidateTasksResult;
-      try {
-        result = await handle.result();
-      } finally {
-        clearInterval(poll);
-        if (tty && last) process.stderr.write('\n');
-      }
+      const result = await resultWithProgress<ValidationProgress, ValidateTasksResult>(
+        handle,
+        formatValidationProgress,
+      );
       printValidateResult(result);
       recordValidation(suite, {
         at: new Date().toISOString(),

@@ -93,10 +93,12 @@ describe('runs seen from the CLI', () => {
     expect(problemLines(status.stdout)).toHaveLength(1);
   });
 
-  it('status of a run that does not exist exits 2 and says so', async () => {
-    const r = await cli('status', 'nosuch');
-    expect(r.code).toBe(2);
-    expect(r.stderr).toContain('no run nosuch');
+  it('status or cancel of a run that does not exist exits 2 and says so', async () => {
+    for (const command of ['status', 'cancel']) {
+      const r = await cli(command, 'nosuch');
+      expect(r.code, command).toBe(2);
+      expect(r.stderr).toContain('no run nosuch');
+    }
   });
 
   it("the worker's warning says which activity of which workflow failed, on which attempt, and why", async () => {
