@@ -252,11 +252,5 @@ async function resetTestFiles(
   instance: TaskInstance,
   options: { timeoutSec: number; outputLimitBytes: number },
 ): Promise<void> {
-  for (const file of filesInPatch(instance.test_patch)) {
-    const quoted = `'${file.replace(/'/g, `'\\''`)}'`;
-    await sandbox.exec(
-      `if git cat-file -e ${instance.base_commit}:${quoted} 2>/dev/null; then git checkout ${instance.base_commit} -- ${quoted}; else rm -f -- ${quoted}; fi`,
-      options,
-    );
-  }
+  await revertToBase(sandbox, instance.base_commit, filesInPatch(instance.test_patch), options);
 }

@@ -208,7 +208,15 @@ export class LocalSandbox implements Sandbox {
     return mounts;
   }
 
+  /** bwrap's arguments: the same for every command of the sandbox, so worked out (host paths looked up) once. */
   private bwrapArgs(): string[] {
+    this.bwrapArgsMemo ??= this.makeBwrapArgs();
+    return this.bwrapArgsMemo;
+  }
+
+  private bwrapArgsMemo: string[] | undefined;
+
+  private makeBwrapArgs(): string[] {
     const env: Record<string, string> = {
       PATH: `${venvBin()}:/usr/local/bin:/usr/bin:/bin`,
       HOME: '/tmp',

@@ -3,6 +3,7 @@ import type { EpisodeLimits, ExitReason } from '../domain/agent/limits';
 import { withNotes } from '../domain/agent/observations';
 import { systemPrompt, taskMessage } from '../domain/agent/prompts';
 import { interpretReply } from '../domain/agent/reply';
+import { shellQuote } from '../domain/agent/repoPaths';
 import {
   type Policy,
   type SamplingParams,
@@ -140,12 +141,13 @@ async function agentStep(
       outputLimitBytes: request.outputLimitBytes,
       signal: Context.current().cancellationSignal,
     });
-    observation = run.observation === null ? null : withNotes(run.observation, [interpreted.note]);
+    observation = run.observation;
     history = run.history;
     submitted = run.submitted;
     mayHaveChanged = run.mayHaveChanged;
   }
-  if (observation !== null) observation = withNotes(observation, [request.warning]);
+  const note = interpreted.kind === 'action' ? interpreted.note : null;
+  if (observation !== null) observation = withNotes(observation, [note, request.warning]);
 
   const messages = await store.getJson<ChatMessage[]>(request.conversationId);
   messages.push({ role: 'assistant', content: reply });
@@ -228,33 +230,21 @@ async function restoreInto(
 }
 
 /**
- * The demonstrator's reply for a step: its whole plan is derived again each time from the gold patch and
- * the repository at the base commit (read in the sandbox), so it needs no state of its own.
+ * The demonstrator's reply for a step. Its plan is derived once per (task, repository path) from the gold
+ * patch and the repository at the base commit (read in the sandbox) and kept as a record, so later steps
+ * and other episodes of the task read it instead of deriving it again.
  */
 export async function demonstratorTurn(
   deps: { store: ArtifactStore; sandboxes: SandboxPool },
   request: { sandboxId: string; instanceRef: string; stepIndex: number },
 ): Promise<PolicyTurn> {
   const started = performance.now();
-  const instance = await deps.store.getJson<TaskInstance>(request.instanceRef);
   const sandbox = deps.sandboxes.get(request.sandboxId);
-  const opts = { timeoutSec: 120, outputLimitBytes: 32 * 1024 * 1024 };
-  const show = async (args: string) => {
-    const r = await sandbox.exec(`git ${args}`, opts);
-    if (r.exitCode !== 0) throw new Error(`git ${args} failed in the sandbox: ${r.stderr.trim()}`);
-    return r.stdout;
-  };
-  const baseFiles: Record<string, string> = {};
-  for (const file of filesInPatch(instance.patch)) {
-    const exists = await sandbox.exec(
-      `git cat-file -e ${instance.base_commit}:'${file.replace(/'/g, `'\\''`)}'`,
-      opts,
-    );
-    if (exists.exitCode === 0)
-      baseFiles[file] = await show(`show ${instance.base_commit}:'${file.replace(/'/g, `'\\''`)}'`);
-  }
-  const repoFiles = (await show(`ls-tree -r --name-only ${instance.base_commit}`)).trim().split('\n');
-  const plan = planDemonstration({ patch: instance.patch, repoPath: sandbox.repoPath, baseFiles, repoFiles });
+  const plan = await recorded(
+    deps.store,
+    { work: 'demonstration', version: 1, instanceRef: request.instanceRef, repoPath: sandbox.repoPath },
+    () => demonstrationPlan(deps.store, sandbox, request.instanceRef),
+  );
   // Past the plan's end (it finished), the demonstrator keeps submitting.
   const reply = plan[Math.min(request.stepIndex - 1, plan.length - 1)]!;
   return {
@@ -266,6 +256,25 @@ export async function demonstratorTurn(
     latencyMs: Math.round(performance.now() - started),
     attempts: 1,
   };
+}
+
+async function demonstrationPlan(
+  store: ArtifactStore,
+  sandbox: Sandbox,
+  instanceRef: string,
+): Promise<string[]> {
+  const instance = await store.getJson<TaskInstance>(instanceRef);
+  const git = (args: string) =>
+    sandbox.exec(`git ${args}`, { timeoutSec: 120, outputLimitBytes: 32 * 1024 * 1024 });
+  const baseFiles: Record<string, string> = {};
+  for (const file of filesInPatch(instance.patch)) {
+    const shown = await git(`show ${shellQuote(`${instance.base_commit}:${file}`)}`);
+    if (shown.exitCode === 0) baseFiles[file] = shown.stdout; // absent at the base: the patch creates it
+  }
+  const listed = await git(`ls-tree -r --name-only ${instance.base_commit}`);
+  if (listed.exitCode !== 0) throw new Error(`git ls-tree failed in the sandbox: ${listed.stderr.trim()}`);
+  const repoFiles = listed.stdout.trim().split('\n');
+  return planDemonstration({ patch: instance.patch, repoPath: sandbox.repoPath, baseFiles, repoFiles });
 }
 
 export interface TrajectoryRequest {

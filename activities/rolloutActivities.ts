@@ -52,7 +52,6 @@ export function createLlmActivities(store: ArtifactStore) {
 export function createRolloutCpuActivities(store: ArtifactStore) {
   return {
     writeTrajectory: (request: TrajectoryRequest) => writeTrajectory({ store }, request),
-    isEmptyArtifact: async (id: string) => (await store.getText(id)).trim() === '',
   };
 }
 

@@ -2,6 +2,7 @@ import * as path from 'node:path';
 import { type Client, WorkflowNotFoundError } from '@temporalio/client';
 import { DefaultLogger, NativeConnection, Runtime } from '@temporalio/worker';
 import { Command, InvalidArgumentError } from 'commander';
+import { innermostCause, rootMessage } from '../domain/failures';
 import { checkRunConfig } from '../domain/runConfig';
 import { InvalidInputError } from '../domain/schemaErrors';
 import { WORKER_ROLES, type WorkerRole } from '../domain/taskQueues';
@@ -63,10 +64,8 @@ async function describeRun(client: Client, runId: string) {
 
 /** The innermost failure (workflow → child → activity → application failure): its type and message. */
 function rootFailure(err: unknown): string {
-  let current = err as { message?: string; cause?: unknown; type?: string } | undefined;
-  while (current?.cause) current = current.cause as typeof current;
-  const message = current?.message || String(err);
-  return current?.type ? `(${current.type}) ${message}` : message;
+  const { type } = innermostCause(err);
+  return type ? `(${type}) ${rootMessage(err)}` : rootMessage(err);
 }
 
 function waitForSignal(): Promise<void> {
@@ -360,8 +359,8 @@ const rollouts = program
 rollouts
   .command('show <run> [task] [k]')
   .description("a run's episodes; with a task and k, that episode turn by turn")
-  .action((run: string, task: string | undefined, k: string | undefined) => {
-    process.exitCode = showRollouts(run, task, k === undefined ? undefined : Number(k));
+  .action(async (run: string, task: string | undefined, k: string | undefined) => {
+    process.exitCode = await showRollouts(run, task, k === undefined ? undefined : Number(k));
   });
 
 program.parseAsync(process.argv).catch((err: unknown) => {

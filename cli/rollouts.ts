@@ -169,7 +169,7 @@ function printPoolSummary(result: RolloutPoolResult, seconds: number): void {
 }
 
 /** `entropo rollouts show <run> [task] [k]`: one episode turn by turn, or the run's episodes in a list. */
-export function showRollouts(runId: string, task?: string, k?: number): number {
+export async function showRollouts(runId: string, task?: string, k?: number): Promise<number> {
   const file = path.join(entropoHome(), 'runs', runId, 'trajectories.jsonl');
   if (!fs.existsSync(file)) {
     throw new InvalidInputError('rollouts show', [
@@ -186,9 +186,9 @@ export function showRollouts(runId: string, task?: string, k?: number): number {
     ]);
   }
   if (task === undefined || k === undefined) {
-    for (const [i, r] of matching.entries()) {
+    for (const r of matching) {
       out(
-        `${r.taskId} #${episodeIndex(r, i)}  ${r.exitReason.padEnd(12)} ${r.resolved ? 'resolved  ' : 'unresolved'}  ${r.steps.length} steps  ${r.rolloutId}`,
+        `${r.taskId} #${episodeIndex(r)}  ${r.exitReason.padEnd(12)} ${r.resolved ? 'resolved  ' : 'unresolved'}  ${r.steps.length} steps  ${r.rolloutId}`,
       );
     }
     return 0;
@@ -198,24 +198,18 @@ export function showRollouts(runId: string, task?: string, k?: number): number {
     throw new InvalidInputError('rollouts show', [
       { field: 'k', message: `task ${task} has no episode ${k}` },
     ]);
-  printEpisode(record, out);
+  await printEpisode(record, out);
   return 0;
 }
 
-function episodeIndex(record: TrajectoryRecord, fallback: number): string {
-  return record.rolloutId.split('/').at(-1) ?? String(fallback);
+/** k, the last part of the episode's workflow id (`…/rollout/<task>/<k>`). */
+function episodeIndex(record: TrajectoryRecord): string {
+  return record.rolloutId.slice(record.rolloutId.lastIndexOf('/') + 1);
 }
 
-function printEpisode(record: TrajectoryRecord, out: (line: string) => void): void {
+async function printEpisode(record: TrajectoryRecord, out: (line: string) => void): Promise<void> {
   const store = new ArtifactStore();
-  const text = (id: string | null) => {
-    if (!id) return '';
-    try {
-      return fs.readFileSync(store.pathOf(id), 'utf8');
-    } catch {
-      return `(artifact ${id} is not in this store)`;
-    }
-  };
+  const text = (id: string) => store.getText(id).catch(() => `(artifact ${id} is not in this store)`);
   out(`# ${record.taskId} · ${record.rolloutId} · policy ${record.policy.model} · seed ${record.seed}`);
   out(
     `exit: ${record.exitReason}${record.exitDetail ? ` (${record.exitDetail})` : ''} · resolved: ${record.resolved}`,
@@ -230,7 +224,7 @@ function printEpisode(record: TrajectoryRecord, out: (line: string) => void): vo
         ? `call: ${step.call.name} ${JSON.stringify(step.call.parameters)}`
         : `no call (${step.error})`,
     );
-    if (step.observationId) out(`observation:\n${text(step.observationId)}`);
+    if (step.observationId) out(`observation:\n${await text(step.observationId)}`);
   }
   out(`\n## patch\n${record.patch || '(none)'}`);
 }

@@ -1,4 +1,5 @@
 import type { LogEntry } from '@temporalio/worker';
+import { innermostCause } from '../domain/failures';
 
 /**
  * One line of the Temporal SDK's log as the CLI prints it. The SDK's message alone ("Activity failed")
@@ -28,8 +29,7 @@ export function formatSdkLogEntry(entry: Pick<LogEntry, 'level' | 'message' | 'm
 function errorText(error: unknown): string | undefined {
   if (error === undefined || error === null) return undefined;
   if (typeof error !== 'object') return String(error);
-  let root = error as { cause?: unknown };
-  while (typeof root.cause === 'object' && root.cause !== null) root = root.cause as { cause?: unknown };
+  const root = innermostCause(error);
   const { message, type, name } = root as { message?: unknown; type?: unknown; name?: unknown };
   const kind = typeof type === 'string' && type ? type : typeof name === 'string' ? name : undefined;
   const text = typeof message === 'string' && message ? message : String(root);

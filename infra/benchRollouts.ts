@@ -16,26 +16,19 @@ import { MockActivityEnvironment } from '@temporalio/testing';
 import { ArtifactStore } from '../activities/artifacts';
 import { callPolicy, type PolicyTurn } from '../activities/llm';
 import { LocalSandboxBackend } from '../activities/localSandbox';
-import { PROJECT_ROOT } from '../activities/paths';
 import { type AgentStepResult, runAgentStep, startConversation } from '../activities/rollout';
 import { SandboxPool } from '../activities/sandboxPool';
 import { episodeLimitsSchema } from '../domain/agent/limits';
-import { parseInstancesOrThrow, type TaskInstance } from '../domain/instance';
+import type { TaskInstance } from '../domain/instance';
 import { llmEndpointSchema, samplingSchema } from '../domain/llmPolicy';
 import { sandboxConfigSchema, sandboxLimitsSchema } from '../domain/runConfig';
+import { fixtureInstances } from '../test/helpers/env';
 import { startScriptedOpenAI } from '../test/helpers/scriptedOpenAI';
 import { startTestTemporal, startTestWorkers } from '../test/helpers/temporal';
 import type { RolloutInput, RolloutResult } from '../workflows/rollout';
 
 const REPLY = 'Checking.\n<function=execute_bash>\n<parameter=cmd>true</parameter>\n</function>';
 const PREFIX = 'bench-rollouts';
-
-function loadInstance(): TaskInstance {
-  const file = path.join(PROJECT_ROOT, 'tasks/fixtures/instances.jsonl');
-  const instance = parseInstancesOrThrow(fs.readFileSync(file, 'utf8'), file)[0]!;
-  const source = instance.source as { kind: 'git'; path: string };
-  return { ...instance, source: { kind: 'git', path: path.resolve(path.dirname(file), source.path) } };
-}
 
 async function main() {
   // Its own home: the paths below are read at call time.
@@ -45,7 +38,7 @@ async function main() {
   const poolTurns = Number(process.env.BENCH_POOL_TURNS ?? 20);
   const poolSizes = (process.env.BENCH_POOL_SIZES ?? '1,8,32').split(',').map(Number);
   const store = new ArtifactStore();
-  const instance = loadInstance();
+  const instance = fixtureInstances()[0] as unknown as TaskInstance; // its source resolved
   const instanceRef = (await store.putJson(instance)).id;
   const model = await startScriptedOpenAI(() => ({ body: REPLY }));
   const endpoint = llmEndpointSchema.parse({ baseUrl: model.baseUrl, model: 'instant', maxRetries: 0 });

@@ -202,6 +202,32 @@ export async function freePort(): Promise<number> {
 }
 
 /** Starts (or reuses) the embedded dev server and waits until it answers. */
+/** The `temporal` command line of the embedded server: its database, address, UI and our search attributes. */
+export function devServerArgs(options: {
+  dbFile: string;
+  port: number;
+  namespace: string;
+  /** null: no UI. */
+  uiPort: number | null;
+}): string[] {
+  return [
+    'server',
+    'start-dev',
+    '--db-filename',
+    options.dbFile,
+    '--ip',
+    '127.0.0.1',
+    '--port',
+    String(options.port),
+    '--namespace',
+    options.namespace,
+    '--log-level',
+    'warn',
+    ...(options.uiPort === null ? ['--headless'] : ['--ui-port', String(options.uiPort)]),
+    ...Object.entries(SEARCH_ATTRIBUTES).flatMap(([name, type]) => ['--search-attribute', `${name}=${type}`]),
+  ];
+}
+
 export async function startDevServer(options: DevServerOptions = {}): Promise<DevServer> {
   const port = options.port ?? 7233;
   const uiPort = options.uiPort ?? port + 1000;
@@ -234,22 +260,7 @@ export async function startDevServer(options: DevServerOptions = {}): Promise<De
   fs.mkdirSync(path.dirname(dbFile), { recursive: true });
   const logFile = options.logFile ?? `${dbFile}.log`;
   const log = fs.openSync(logFile, 'a');
-  const args = [
-    'server',
-    'start-dev',
-    '--db-filename',
-    dbFile,
-    '--ip',
-    '127.0.0.1',
-    '--port',
-    String(port),
-    '--namespace',
-    namespace,
-    '--log-level',
-    'warn',
-    ...(options.headless ? ['--headless'] : ['--ui-port', String(uiPort)]),
-    ...Object.entries(SEARCH_ATTRIBUTES).flatMap(([name, type]) => ['--search-attribute', `${name}=${type}`]),
-  ];
+  const args = devServerArgs({ dbFile, port, namespace, uiPort: options.headless ? null : uiPort });
   // The server dies with its launcher, however the launcher ends: no orphan keeps the port. It runs in its
   // own process group, so a Ctrl-C at the terminal reaches the launcher, which stops it in order.
   const [command, ...wrapperArgs] = [...parentDeathWrapper(), temporalBinary()];

@@ -11,6 +11,7 @@ import type { SandboxActivities } from '../activities';
 import type { GradeSummary, PatchChoice } from '../domain/grading';
 import type { SandboxConfig } from '../domain/runConfig';
 import { queuePrefixOf, roleQueue } from '../domain/taskQueues';
+import { destroyAbandonedSandbox, sandboxIdFor } from './sandboxes';
 
 export interface GradeInstanceInput {
   runId: string;
@@ -47,7 +48,7 @@ export async function gradeInstanceWorkflow(input: GradeInstanceInput): Promise<
   const abandoned: Promise<unknown>[] = [];
   try {
     for (let restart = 0; ; restart++) {
-      const sandboxId = `${info.workflowId}-${restart}`.replace(/[^A-Za-z0-9._-]/g, '_');
+      const sandboxId = sandboxIdFor(info.workflowId, restart);
       const sandbox = await createSandbox({
         sandboxId,
         instanceRef: input.instanceRef,
@@ -85,16 +86,7 @@ export async function gradeInstanceWorkflow(input: GradeInstanceInput): Promise<
           // destroy it, best effort and briefly, as the grading waits for this before it ends: a live worker
           // picks it up at once; a dead one never does, and its sandbox is swept by any worker on its host.
           // What a slow worker misses, its sweeper removes once this workflow has closed.
-          abandoned.push(
-            proxyActivities<SandboxActivities>({
-              taskQueue: sandbox.taskQueue,
-              scheduleToStartTimeout: '15 seconds',
-              startToCloseTimeout: '2 minutes',
-              retry: { maximumAttempts: 2 },
-            })
-              .destroySandbox(sandboxId)
-              .catch(() => undefined),
-          );
+          abandoned.push(destroyAbandonedSandbox(sandbox.taskQueue, sandboxId));
         }
       }
     }

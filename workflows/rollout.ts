@@ -17,10 +17,13 @@ import type {
 } from '../activities/rolloutActivities';
 import type { EpisodeLimits, ExitReason, StepOutcome } from '../domain/agent/limits';
 import { nextStep } from '../domain/agent/limits';
+import { EMPTY_CONTENT_ID } from '../domain/artifactIds';
+import { rootMessage } from '../domain/failures';
 import type { LlmEndpoint, Sampling } from '../domain/llmPolicy';
 import type { SandboxConfig } from '../domain/runConfig';
 import { queuePrefixOf, roleQueue } from '../domain/taskQueues';
 import { gradeInstanceWorkflow } from './gradeInstance';
+import { destroyAbandonedSandbox, sandboxIdFor } from './sandboxes';
 
 /**
  * One episode of a policy on one task, in its own sandbox (DESIGN.md §4):
@@ -150,7 +153,7 @@ async function runEpisode(
       await Promise.all(abandoned);
       return finish(input, state, next.reason, prefix);
     }
-    if (runSteps >= STEPS_PER_RUN || info.continueAsNewSuggested) {
+    if (runSteps >= STEPS_PER_RUN || workflowInfo().continueAsNewSuggested) {
       await Promise.all(abandoned);
       return continueAsNew<typeof rolloutWorkflow>({ ...input, state });
     }
@@ -224,7 +227,7 @@ async function runEpisode(
           break;
         }
         state.restarts++;
-        abandoned.push(destroyIfAlive(state.sandboxQueue, state.sandboxId));
+        abandoned.push(destroyAbandonedSandbox(state.sandboxQueue, state.sandboxId));
         await replaceSandbox(input, state, prefix);
       }
     }
@@ -259,12 +262,8 @@ async function createSandboxFor(input: RolloutInput, prefix: string, sandboxId: 
   });
 }
 
-function sandboxIdFor(restart: number): string {
-  return `${workflowInfo().workflowId}-${restart}`.replace(/[^A-Za-z0-9._-]/g, '_');
-}
-
 async function openEpisode(input: RolloutInput, prefix: string): Promise<RolloutState> {
-  const sandboxId = sandboxIdFor(0);
+  const sandboxId = sandboxIdFor(workflowInfo().workflowId, 0);
   const handle = await createSandboxFor(input, prefix, sandboxId);
   const opened = await sandboxActivities(
     handle.taskQueue,
@@ -294,25 +293,9 @@ async function openEpisode(input: RolloutInput, prefix: string): Promise<Rollout
   };
 }
 
-/**
- * Asks the worker that held a lost sandbox to destroy it: its heartbeats may only have stalled, and a live
- * worker would otherwise keep it until it stops. Best effort and brief; a dead worker's sandbox is swept by
- * any worker on its host.
- */
-function destroyIfAlive(taskQueue: string, sandboxId: string): Promise<unknown> {
-  return proxyActivities<Pick<SandboxActivities, 'destroySandbox'>>({
-    taskQueue,
-    scheduleToStartTimeout: '15 seconds',
-    startToCloseTimeout: '2 minutes',
-    retry: { maximumAttempts: 2 },
-  })
-    .destroySandbox(sandboxId)
-    .catch(() => undefined);
-}
-
 /** A fresh sandbox on any worker, holding the newest checkpoint. The lost one died with its worker. */
 async function replaceSandbox(input: RolloutInput, state: RolloutState, prefix: string): Promise<void> {
-  const sandboxId = sandboxIdFor(state.restarts);
+  const sandboxId = sandboxIdFor(workflowInfo().workflowId, state.restarts);
   const handle = await createSandboxFor(input, prefix, sandboxId);
   state.sandboxId = sandboxId;
   state.sandboxQueue = handle.taskQueue;
@@ -347,10 +330,10 @@ async function finish(
     retry: { maximumAttempts: 5 },
   });
   const patchId = state.checkpoint?.patchId ?? null;
-  const hasPatch = patchId !== null && !(await cpu.isEmptyArtifact(patchId));
-  let resolved: boolean | null = null;
+  // Nothing changed: nothing to grade, and nothing resolved.
+  let resolved = false;
   let gradingReportId: string | null = null;
-  if (hasPatch) {
+  if (patchId !== null && patchId !== EMPTY_CONTENT_ID) {
     const grade = await executeChild(gradeInstanceWorkflow, {
       workflowId: `${info.workflowId}/grade`,
       args: [
@@ -358,7 +341,7 @@ async function finish(
           runId: input.runId,
           instanceId: input.instanceId,
           instanceRef: input.instanceRef,
-          patch: { kind: 'model', patchId: patchId! },
+          patch: { kind: 'model', patchId },
           sandbox: input.sandbox,
           testTimeoutSec: input.testTimeoutSec,
         },
@@ -366,8 +349,6 @@ async function finish(
     });
     resolved = grade.resolved;
     gradingReportId = grade.reportId;
-  } else {
-    resolved = false; // nothing changed: nothing to grade, and nothing resolved
   }
   const trajectoryId = await cpu.writeTrajectory({
     runId: input.runId,
@@ -406,10 +387,4 @@ async function finish(
 /** The sandbox's worker stopped heartbeating or never picked the step up: the sandbox is gone with it. */
 function sandboxLost(err: unknown): boolean {
   return err instanceof ActivityFailure && err.cause instanceof TimeoutFailure;
-}
-
-function rootMessage(err: unknown): string {
-  let current = err as { message?: string; cause?: unknown } | undefined;
-  while (current?.cause) current = current.cause as { message?: string; cause?: unknown };
-  return current?.message ?? String(err);
 }

@@ -8,7 +8,8 @@ import {
   upsertSearchAttributes,
   workflowInfo,
 } from '@temporalio/workflow';
-import type { RolloutPoolActivities } from '../activities/rolloutPool';
+import type { PoolOutputs, RolloutPoolActivities } from '../activities/rolloutPool';
+import { rootMessage } from '../domain/failures';
 import {
   parseRolloutPoolConfig,
   policyName,
@@ -22,14 +23,9 @@ import { rolloutWorkflow } from './rollout';
 
 export const rolloutPoolProgressQuery = defineQuery<RolloutPoolProgress>('progress');
 
-export interface RolloutPoolResult {
+/** The pool's counts and the files it wrote (`.entropo/runs/<run>/`). */
+export interface RolloutPoolResult extends PoolOutputs {
   runId: string;
-  rollouts: number;
-  resolved: number;
-  failed: number;
-  trajectoriesPath: string;
-  predictionsPath: string;
-  summaryPath: string;
 }
 
 /** What one run hands the next through continue-as-new: ids and counters only. */
@@ -177,10 +173,4 @@ function parseConfig(input: unknown): RolloutPoolConfig {
   } catch (e) {
     throw ApplicationFailure.nonRetryable((e as Error).message, 'InvalidRunConfig');
   }
-}
-
-function rootMessage(err: unknown): string {
-  let current = err as { message?: string; cause?: unknown } | undefined;
-  while (current?.cause) current = current.cause as { message?: string; cause?: unknown };
-  return current?.message ?? String(err);
 }

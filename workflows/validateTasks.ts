@@ -10,6 +10,7 @@ import {
   workflowInfo,
 } from '@temporalio/workflow';
 import type { CpuActivities } from '../activities';
+import { innermostCause, rootMessage } from '../domain/failures';
 import { checkRunConfig, type RunConfigCheck, type ValidateRunConfig } from '../domain/runConfig';
 import { describeProblems } from '../domain/schemaErrors';
 import {
@@ -142,9 +143,8 @@ function acceptedConfig({ config, problems }: RunConfigCheck<ValidateRunConfig>)
  * which tells a broken task from infrastructure that failed.
  */
 function failureOf(err: unknown): GradingFailure {
-  let current = err as { message?: string; cause?: unknown } | undefined;
-  while (current?.cause) current = current.cause as { message?: string; cause?: unknown };
-  const failure: GradingFailure = { error: current?.message || String(err) };
+  const current = innermostCause(err);
+  const failure: GradingFailure = { error: rootMessage(err) };
   if (current instanceof ApplicationFailure) failure.errorType = current.type ?? 'Error';
   else if (current instanceof TimeoutFailure) failure.errorType = 'TimeoutFailure';
   else if (current instanceof Error) failure.errorType = current.name;

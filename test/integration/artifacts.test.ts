@@ -2,6 +2,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ArtifactIntegrityError, ArtifactStore } from '../../activities/artifacts';
+import { EMPTY_CONTENT_ID } from '../../domain/artifactIds';
 import { isolatedHome } from '../helpers/env';
 
 describe('ArtifactStore', () => {
@@ -16,6 +17,7 @@ describe('ArtifactStore', () => {
     expect(await store.getText(ref.id)).toBe('hello');
     expect(await store.put('hello')).toEqual(ref);
     expect(await store.getJson((await store.putJson({ a: [1, 2] })).id)).toEqual({ a: [1, 2] });
+    expect((await store.put('')).id).toBe(EMPTY_CONTENT_ID); // what workflow code knows without asking
   });
 
   it('leaves no temporary files behind', async () => {

@@ -5,12 +5,12 @@ import * as path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { PROJECT_ROOT } from '../../activities/paths';
 import {
+  devServerArgs,
   freePort,
   isProcessAlive,
   isTemporal,
   launcherRecordFile,
   readLauncherRecord,
-  SEARCH_ATTRIBUTES,
   startDevServer,
   temporalBinary,
   writeLauncherRecord,
@@ -168,20 +168,7 @@ describe('entropo server supervises its Temporal', () => {
     // A server nobody supervises, as an older launcher killed without parent-death signalling left it.
     const orphan: ChildProcess = spawn(
       temporalBinary(),
-      [
-        'server',
-        'start-dev',
-        '--db-filename',
-        dbFile,
-        '--ip',
-        '127.0.0.1',
-        '--port',
-        String(port),
-        '--headless',
-        '--log-level',
-        'warn',
-        ...Object.entries(SEARCH_ATTRIBUTES).flatMap(([n, t]) => ['--search-attribute', `${n}=${t}`]),
-      ],
+      devServerArgs({ dbFile, port, namespace: 'default', uiPort: null }),
       { stdio: 'ignore' },
     );
     cleanups.push(async () => {
