@@ -35,23 +35,38 @@ export function engineJobDir(jobId: string): string {
 }
 
 /**
+ * A config that names no output gets one in the job's directory (`out/` for training, `scores.jsonl` for
+ * scoring), so a workflow can describe a job without knowing the worker's disk.
+ */
+function withJobPaths(request: EngineJobRequest, jobDir: string): Record<string, unknown> {
+  const config = { ...request.config };
+  if (request.command === 'train' && config.output_dir === undefined) config.output_dir = path.join(jobDir, 'out');
+  if (request.command === 'score' && config.output === undefined) config.output = path.join(jobDir, 'scores.jsonl');
+  return config;
+}
+
+/**
  * Runs one engine job as a child process: heartbeats with its latest progress line, kills it when the
  * activity is cancelled, and turns its exit code into success, a non-retryable failure (bad input,
  * NaN) or a retryable one (anything else; the retry resumes from the newest checkpoint).
  */
-export async function runEngineJob(request: EngineJobRequest): Promise<EngineJobResult> {
+export async function runEngineJob(
+  request: EngineJobRequest,
+  /** Added to the job's environment by the worker, e.g. CUDA_VISIBLE_DEVICES of the device it runs on. */
+  options: { env?: Record<string, string> } = {},
+): Promise<EngineJobResult> {
   const context = Context.current();
   const jobDir = engineJobDir(request.jobId);
   fs.mkdirSync(jobDir, { recursive: true });
   const configPath = path.join(jobDir, 'config.json');
-  fs.writeFileSync(configPath, JSON.stringify(request.config, null, 1));
+  fs.writeFileSync(configPath, JSON.stringify(withJobPaths(request, jobDir), null, 1));
 
   const child = spawn(
     path.join(venvBin(), 'python'),
     ['-m', 'entropo_engine', request.command, '--config', configPath],
     {
       cwd: path.join(PROJECT_ROOT, 'engine'),
-      env: { ...process.env, ENTROPO_HOME: entropoHome(), PYTHONUNBUFFERED: '1' },
+      env: { ...process.env, ...options.env, ENTROPO_HOME: entropoHome(), PYTHONUNBUFFERED: '1' },
       stdio: ['ignore', 'pipe', 'pipe'],
     },
   );

@@ -12,6 +12,7 @@ import {
   whyPatchDidNotApply,
 } from '../domain/grading';
 import { filesInPatch, type TaskInstance } from '../domain/instance';
+import type { TestCommandRun } from '../domain/regression';
 import { decideResolution } from '../domain/resolution';
 import { parseTestLog } from '../domain/testLog';
 import {
@@ -19,6 +20,7 @@ import {
   filesNamedInPatch,
   findRunnerHooks,
   isTestMachineryPath,
+  type RunnerHookFlag,
 } from '../domain/testMachinery';
 import type { ArtifactStore } from './artifacts';
 import { withHeartbeat } from './heartbeat';
@@ -89,35 +91,7 @@ export async function gradeInSandbox(
     const applyStarted = performance.now();
     report.durations.setupMs = Math.round(applyStarted - started);
     if (patchText.trim() !== '') {
-      const untrackedBefore = await untrackedFiles(sandbox, execOptions);
-      const file = await sandbox.writeTmpFile('model.patch', patchText);
-      for (const method of PATCH_APPLY_METHODS) {
-        const result = await sandbox.exec(method.command(file), execOptions);
-        report.applyAttempts.push(attemptOf(method.name, result));
-        if (result.exitCode === 0) {
-          report.appliedWith = method.name;
-          break;
-        }
-        await sandbox.exec('git reset --hard --quiet && git clean -fdq', execOptions); // undo partial applies
-      }
-      if (report.appliedWith === null) {
-        const reverse = await sandbox.exec(REVERSE_APPLY_CHECK(file), execOptions);
-        report.reason = whyPatchDidNotApply(report.applyAttempts, reverse.exitCode === 0);
-      } else {
-        const changed = changedByPatch(
-          await trackedChanges(sandbox, instance.base_commit, execOptions),
-          untrackedBefore,
-          await untrackedFiles(sandbox, execOptions),
-          filesNamedInPatch(patchText),
-        );
-        report.revertedFiles = await revertToBase(
-          sandbox,
-          instance.base_commit,
-          changed.filter(isTestMachineryPath),
-          execOptions,
-        );
-        report.runnerHooks = findRunnerHooks(patchText);
-      }
+      Object.assign(report, await applyModelPatch(sandbox, instance.base_commit, patchText, execOptions));
     }
 
     if (report.reason === undefined) {
@@ -136,20 +110,18 @@ export async function gradeInSandbox(
     report.durations.applyMs = Math.round(testStarted - applyStarted);
 
     if (report.reason === undefined) {
-      const result = await sandbox.exec(instance.test_command!, {
-        ...execOptions,
+      const run = await runRepoTests(deps.store, sandbox, instance, {
         timeoutSec: request.testTimeoutSec,
-        outputLimitBytes: TEST_LOG_LIMIT_BYTES,
+        signal,
       });
       report.durations.testMs = Math.round(performance.now() - testStarted);
-      report.testExitCode = result.exitCode;
-      report.testTimedOut = result.timedOut;
-      const log = `${result.stdout}\n${result.stderr}`;
-      report.testLogId = (await deps.store.put(log)).id;
-      if (result.timedOut) {
+      report.testExitCode = run.exitCode;
+      report.testTimedOut = run.timedOut;
+      report.testLogId = run.logId;
+      if (run.timedOut) {
         report.reason = `tests timed out after ${request.testTimeoutSec}s`;
       } else {
-        report.statuses = parseTestLog(instance.log_parser, log);
+        report.statuses = run.statuses;
         report.resolution = decideResolution(instance.FAIL_TO_PASS, instance.PASS_TO_PASS, report.statuses);
         report.resolved = report.resolution.resolved;
         if (!report.resolved) report.reason = describeFailingTests(report.resolution);
@@ -160,6 +132,92 @@ export async function gradeInSandbox(
     return summaryOf(report, reportId, deps.store.pathOf(reportId));
   });
 }
+
+/** Runs the instance's own test command in the sandbox, stores its log and parses per-test statuses. */
+export async function runRepoTests(
+  store: ArtifactStore,
+  sandbox: Sandbox,
+  instance: Pick<TaskInstance, 'test_command' | 'log_parser'>,
+  options: { timeoutSec: number; signal?: AbortSignal },
+): Promise<TestCommandRun> {
+  const result = await sandbox.exec(instance.test_command!, {
+    ...options,
+    outputLimitBytes: TEST_LOG_LIMIT_BYTES,
+  });
+  const log = `${result.stdout}\n${result.stderr}`;
+  return {
+    exitCode: result.exitCode,
+    timedOut: result.timedOut,
+    logId: (await store.put(log)).id,
+    statuses: result.timedOut ? {} : parseTestLog(instance.log_parser, log),
+    durationMs: result.durationMs,
+  };
+}
+
+/** What applying a model patch did, for a report. */
+export interface PatchApplication {
+  /** The method that applied it, or null when none did. */
+  appliedWith: string | null;
+  applyAttempts: ApplyAttempt[];
+  /** Test machinery the patch changed, put back as at the base commit. */
+  revertedFiles: RevertedFile[];
+  /** Added lines outside the test machinery that reach into the test runner (flagged, not reverted). */
+  runnerHooks: RunnerHookFlag[];
+  /** Why the patch did not apply (also when only in reverse or in part); absent when it applied. */
+  reason?: string;
+}
+
+/**
+ * Applies a model patch to the sandbox's repository (strictest method first, never in reverse, a partial
+ * apply undone) and puts the test machinery it changed back as at the base commit, so the repository's own
+ * tests run as the base commit has them. A patch that does not apply is reported with the reason, not thrown.
+ */
+export async function applyModelPatch(
+  sandbox: Sandbox,
+  baseCommit: string,
+  patchText: string,
+  execOptions: { timeoutSec: number; outputLimitBytes: number; signal?: AbortSignal },
+): Promise<PatchApplication> {
+  const applied: PatchApplication = {
+    appliedWith: null,
+    applyAttempts: [],
+    revertedFiles: [],
+    runnerHooks: [],
+  };
+  const untrackedBefore = await untrackedFiles(sandbox, execOptions);
+  const file = await sandbox.writeTmpFile('model.patch', patchText);
+  for (const method of PATCH_APPLY_METHODS) {
+    const result = await sandbox.exec(method.command(file), execOptions);
+    applied.applyAttempts.push(attemptOf(method.name, result));
+    if (result.exitCode === 0) {
+      applied.appliedWith = method.name;
+      break;
+    }
+    await sandbox.exec(UNDO_CHANGES, execOptions); // undo partial applies
+  }
+  if (applied.appliedWith === null) {
+    const reverse = await sandbox.exec(REVERSE_APPLY_CHECK(file), execOptions);
+    applied.reason = whyPatchDidNotApply(applied.applyAttempts, reverse.exitCode === 0);
+    return applied;
+  }
+  const changed = changedByPatch(
+    await trackedChanges(sandbox, baseCommit, execOptions),
+    untrackedBefore,
+    await untrackedFiles(sandbox, execOptions),
+    filesNamedInPatch(patchText),
+  );
+  applied.revertedFiles = await revertToBase(
+    sandbox,
+    baseCommit,
+    changed.filter(isTestMachineryPath),
+    execOptions,
+  );
+  applied.runnerHooks = findRunnerHooks(patchText);
+  return applied;
+}
+
+/** Puts the working tree back as the last commit has it (files git ignores are kept). */
+export const UNDO_CHANGES = 'git reset --hard --quiet && git clean -fdq';
 
 /** Lists of paths can be long (a repository's ignored build files): keep them whole. */
 const LIST_LIMIT_BYTES = 32 * 1024 * 1024;

@@ -3,6 +3,8 @@ import { type Client, WorkflowNotFoundError } from '@temporalio/client';
 import { DefaultLogger, NativeConnection, Runtime } from '@temporalio/worker';
 import { Command, InvalidArgumentError } from 'commander';
 import { innermostCause, rootMessage } from '../domain/failures';
+import { parseGpuList } from '../domain/gpuDevices';
+import { formatPoolProgress, type RolloutPoolProgress } from '../domain/rolloutPool';
 import { checkRunConfig } from '../domain/runConfig';
 import { InvalidInputError } from '../domain/schemaErrors';
 import { WORKER_ROLES, type WorkerRole } from '../domain/taskQueues';
@@ -14,6 +16,7 @@ import { buildSuite } from '../infra/taskBuilder';
 import { createWorkerGroup } from '../workers/worker';
 import { runGradingShow } from './grading';
 import { rolloutsWorkflowId, runRollouts, showRollouts } from './rollouts';
+import { pipelineProgressLine, pipelineWorkflowId, printReport, runPipeline } from './run';
 import { readConfigDocument } from './runConfigFile';
 import { formatSdkLogEntry } from './sdkLog';
 import { temporalSettings, withSession } from './session';
@@ -46,7 +49,12 @@ function positiveInt(value: string): number {
 
 /** A run by its run id (workflow `validate/<id>`) or its workflow id; exit 2 when there is none. */
 async function describeRun(client: Client, runId: string) {
-  for (const workflowId of new Set([validateWorkflowId(runId), rolloutsWorkflowId(runId), runId])) {
+  for (const workflowId of new Set([
+    pipelineWorkflowId(runId),
+    validateWorkflowId(runId),
+    rolloutsWorkflowId(runId),
+    runId,
+  ])) {
     const handle = client.workflow.getHandle(workflowId);
     try {
       return { handle, description: await handle.describe() };
@@ -57,7 +65,7 @@ async function describeRun(client: Client, runId: string) {
   throw new InvalidInputError('run id', [
     {
       field: 'runId',
-      message: `no run ${runId} (no workflow ${validateWorkflowId(runId)}, ${rolloutsWorkflowId(runId)} or ${runId}); \`entropo list\` shows the runs`,
+      message: `no run ${runId} (no workflow ${pipelineWorkflowId(runId)}, ${validateWorkflowId(runId)}, ${rolloutsWorkflowId(runId)} or ${runId}); \`entropo list\` shows the runs`,
     },
   ]);
 }
@@ -132,13 +140,25 @@ program
   .description('run workers for the given roles until SIGINT/SIGTERM')
   .option('--role <roles...>', `roles: ${WORKER_ROLES.join(', ')}`, ['cpu', 'sandbox'])
   .option('--max-sandboxes <n>', 'sandboxes this worker runs at once', positiveInt)
-  .action(async (options: { role: string[]; maxSandboxes?: number }) => {
+  .option(
+    '--gpus <list>',
+    'devices of the gpu role, e.g. 0,1 or cpu (default: CUDA_VISIBLE_DEVICES, else cpu); one queue and one job at a time each',
+  )
+  .action(async (options: { role: string[]; maxSandboxes?: number; gpus?: string }) => {
     const roles = options.role.flatMap((r) => r.split(','));
     for (const role of roles) {
       if (!WORKER_ROLES.includes(role as WorkerRole)) {
         throw new InvalidInputError('worker role', [
           { field: 'role', message: `unknown role "${role}" (expected ${WORKER_ROLES.join(', ')})` },
         ]);
+      }
+    }
+    let gpus: string[] | undefined;
+    if (roles.includes('gpu')) {
+      try {
+        gpus = parseGpuList(options.gpus, process.env);
+      } catch (e) {
+        throw new InvalidInputError('worker devices', [{ field: 'gpus', message: (e as Error).message }]);
       }
     }
     const settings = temporalSettings();
@@ -152,6 +172,7 @@ program
       namespace: settings.namespace,
       queuePrefix: settings.queuePrefix,
       maxSandboxes: options.maxSandboxes,
+      gpus,
       address: settings.address ?? server!.address,
       log,
     });
@@ -262,9 +283,13 @@ program
         `${runId}: ${description.status.name} (started ${description.startTime.toISOString()})\n`,
       );
       if (description.status.name === 'RUNNING') {
-        process.stdout.write(
-          `${formatValidationProgress(await handle.query<ValidationProgress>('progress'))}\n`,
-        );
+        const line =
+          description.type === 'pipelineWorkflow'
+            ? await pipelineProgressLine(handle, client)
+            : description.type === 'rolloutPoolWorkflow'
+              ? formatPoolProgress(await handle.query<RolloutPoolProgress>('progress'))
+              : formatValidationProgress(await handle.query<ValidationProgress>('progress'));
+        process.stdout.write(`${line}\n`);
       } else if (description.status.name !== 'COMPLETED') {
         // Failed, terminated, timed out or cancelled: say why, from the innermost cause.
         const reason = await handle.result().then(
@@ -281,7 +306,9 @@ program
   .description('list runs known to Temporal')
   .action(async () => {
     await withSession({ log }, async ({ client }) => {
-      for await (const run of client.workflow.list({ query: "EntropoStage = 'validate'" })) {
+      const query =
+        "EntropoStage = 'validate' OR WorkflowType = 'pipelineWorkflow' OR WorkflowType = 'rolloutPoolWorkflow'";
+      for await (const run of client.workflow.list({ query })) {
         process.stdout.write(
           `${run.workflowId.padEnd(60)} ${run.status.name.padEnd(12)} ${run.startTime.toISOString()}\n`,
         );
@@ -298,6 +325,24 @@ program
       await handle.cancel();
       log(`cancel requested for ${runId} (workflow ${handle.workflowId})`);
     });
+  });
+
+program
+  .command('run <config>')
+  .description(
+    'run the EntroPO pipeline (SFT → pool → pairs → EntroPO → TTS → selection → report) from a run config; the same run id resumes it',
+  )
+  .option('--run-id <id>', "the run id (default: the config's runId, else a new one)")
+  .option('--detach', 'start it and return (follow with `entropo status <run id>`)')
+  .action(async (config: string, options: { runId?: string; detach?: boolean }) => {
+    process.exitCode = await runPipeline(config, options);
+  });
+
+program
+  .command('report <runId>')
+  .description("print the summary of a finished run's report and where its files are")
+  .action((runId: string) => {
+    process.exitCode = printReport(runId);
   });
 
 program

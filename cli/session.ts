@@ -43,6 +43,8 @@ export interface Session {
   settings: TemporalSettings;
   workflowQueue: string;
   embedded: boolean;
+  /** The Temporal UI (the embedded server's, or ENTROPO_UI_URL for a cluster); null when unknown. */
+  uiUrl: string | null;
 }
 
 export async function withSession<T>(
@@ -84,6 +86,7 @@ export async function withSession<T>(
       settings,
       workflowQueue: roleQueue(settings.queuePrefix, 'cpu'),
       embedded: server !== undefined,
+      uiUrl: server?.uiUrl ?? process.env.ENTROPO_UI_URL ?? null,
     });
   } finally {
     workers?.shutdown();

@@ -25,3 +25,12 @@ export function queuePrefixOf(queue: string): string {
   const match = /^(.*)-(cpu|sandbox|gpu|llm)$/.exec(queue);
   return match ? match[1]! : queue;
 }
+
+/**
+ * The queue of one accelerator of a gpu worker (`<prefix>-gpu@<host>/<device>`), served with one slot so a
+ * training job or a model server start owns the device. Workflows get one from `claimGpuDevice` on the
+ * shared gpu queue and route a stage's engine jobs and serving calls there.
+ */
+export function gpuDeviceQueue(prefix: string, host: string, device: string): string {
+  return `${prefix}-gpu@${host}/${device}`;
+}

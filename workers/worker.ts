@@ -3,9 +3,19 @@ import * as path from 'node:path';
 import { Client, Connection } from '@temporalio/client';
 import type { Duration } from '@temporalio/common';
 import { type NativeConnection, Worker } from '@temporalio/worker';
-import { createCpuActivities, createGpuActivities, createSandboxActivities } from '../activities';
+import {
+  createCpuActivities,
+  createGpuActivities,
+  createGpuPlacementActivities,
+  createSandboxActivities,
+  type GpuDevice,
+} from '../activities';
 import { ArtifactStore } from '../activities/artifacts';
+import { createEvaluationActivities } from '../activities/evaluation';
 import { assertBwrapAvailable, LocalSandboxBackend } from '../activities/localSandbox';
+import { ModelServers } from '../activities/modelServer';
+import { createPipelineActivities } from '../activities/pipeline';
+import { createReportActivities } from '../activities/report';
 import {
   createLlmActivities,
   createRolloutCpuActivities,
@@ -13,16 +23,19 @@ import {
 } from '../activities/rolloutActivities';
 import { createRolloutPoolActivities } from '../activities/rolloutPool';
 import { SandboxPool } from '../activities/sandboxPool';
+import { parseGpuList } from '../domain/gpuDevices';
 import { type SandboxConfig, sandboxConfigSchema } from '../domain/runConfig';
 import { deploymentKey } from '../domain/sandboxOrphans';
-import { roleQueue, sandboxWorkerQueue, type WorkerRole } from '../domain/taskQueues';
+import { gpuDeviceQueue, roleQueue, sandboxWorkerQueue, type WorkerRole } from '../domain/taskQueues';
 
 /**
  * Workers by role, each on its own task queue:
  *   cpu     – workflows, data loading, reports            (`<prefix>-cpu`)
  *   sandbox – sandbox creation on `<prefix>-sandbox`, and every command of a sandbox it holds on its own
  *             queue `<prefix>-sandbox@<host>-<pid>`, so commands always reach the worker holding the sandbox
- *   gpu     – engine jobs (training, scoring) run as child processes       (`<prefix>-gpu`)
+ *   gpu     – one queue per device `<prefix>-gpu@<host>/<device>` (one slot): engine jobs (training,
+ *             scoring) as child processes that see only that device, and the model servers on it; the shared
+ *             `<prefix>-gpu` queue answers `claimGpuDevice` with one of those queues
  */
 
 export interface WorkerGroupOptions {
@@ -34,6 +47,8 @@ export interface WorkerGroupOptions {
   maxSandboxes?: number;
   /** Policy calls (llm role) in flight at once. */
   maxLlmCalls?: number;
+  /** Devices of the gpu role (`parseGpuList`); default: CUDA_VISIBLE_DEVICES, else one `cpu` device. */
+  gpus?: string[];
   /** In-flight activities get this long to finish on shutdown before they are cancelled. */
   shutdownGraceTime?: Duration;
   /**
@@ -96,6 +111,7 @@ export async function createWorkerGroup(options: WorkerGroupOptions): Promise<Wo
   let sandboxes: SandboxPool | undefined;
   let sweeper: NodeJS.Timeout | undefined;
   let clientConnection: Connection | undefined;
+  let modelServers: ModelServers | undefined;
 
   for (const role of options.roles) {
     switch (role) {
@@ -109,6 +125,9 @@ export async function createWorkerGroup(options: WorkerGroupOptions): Promise<Wo
               ...createCpuActivities(store),
               ...createRolloutCpuActivities(store),
               ...createRolloutPoolActivities(store),
+              ...createPipelineActivities(store),
+              ...createEvaluationActivities(store),
+              ...createReportActivities(store),
             },
           }),
         );
@@ -152,6 +171,7 @@ export async function createWorkerGroup(options: WorkerGroupOptions): Promise<Wo
             taskQueue: ownQueue,
             activities: {
               gradeInSandbox: activities.gradeInSandbox,
+              checkRegressions: activities.checkRegressions,
               ...createRolloutSandboxActivities(store, pool),
               destroySandbox: activities.destroySandbox,
             },
@@ -171,17 +191,41 @@ export async function createWorkerGroup(options: WorkerGroupOptions): Promise<Wo
           }),
         );
         break;
-      case 'gpu':
-        // One engine job at a time: a job owns the accelerator (or, on CPU, every core).
+      case 'gpu': {
+        const host = os.hostname();
+        const devices: GpuDevice[] = (options.gpus ?? parseGpuList(undefined, process.env)).map((device) => ({
+          device,
+          host,
+          queue: gpuDeviceQueue(options.queuePrefix, host, device),
+        }));
+        const servers = new ModelServers({ log });
+        modelServers = servers;
+        const busyDevices = new Set<string>();
+        for (const { device, queue } of devices) {
+          // One activity at a time per device: a training job or a server start owns the accelerator (or,
+          // on CPU, every core). A running server does not hold the slot.
+          workers.push(
+            await Worker.create({
+              ...common,
+              taskQueue: queue,
+              activities: createGpuActivities({ device, servers, busyDevices }),
+              maxConcurrentActivityTaskExecutions: 1,
+            }),
+          );
+        }
+        const placement = createGpuPlacementActivities(
+          devices,
+          (device) => (busyDevices.has(device) ? 1 : 0) + servers.liveCount(device),
+        );
         workers.push(
           await Worker.create({
             ...common,
             taskQueue: roleQueue(options.queuePrefix, 'gpu'),
-            activities: createGpuActivities(),
-            maxConcurrentActivityTaskExecutions: 1,
+            activities: placement,
           }),
         );
         break;
+      }
     }
   }
   log(
@@ -197,6 +241,7 @@ export async function createWorkerGroup(options: WorkerGroupOptions): Promise<Wo
       } finally {
         clearInterval(sweeper);
         await sandboxes?.destroyAll();
+        await modelServers?.stopAll();
         await clientConnection?.close();
       }
     },

@@ -1,17 +1,15 @@
-import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ArtifactStore } from '../../activities/artifacts';
 import { LocalSandboxBackend } from '../../activities/localSandbox';
-import { PROJECT_ROOT } from '../../activities/paths';
 import { SandboxPool } from '../../activities/sandboxPool';
 import { writeValidationReport } from '../../activities/tasks';
 import { instanceSchema, type TaskInstance } from '../../domain/instance';
 import { verdictFor } from '../../domain/validation';
 import { runCli } from '../helpers/cli';
 import { fixtureInstances, isolatedHome } from '../helpers/env';
+import { patchFrom, quickstartInstance } from '../helpers/quickstart';
 import { CONFTEST_HOOK_PATCH, gradeWith, localHarness } from '../sandbox/suites';
 
 /**
@@ -26,35 +24,6 @@ const pool = new SandboxPool(new LocalSandboxBackend(path.join(home, 'sandboxes'
 const fixtures = fixtureInstances().map((row) => instanceSchema.parse(row));
 const harness = localHarness(pool, store, fixtures);
 const ordinal = fixtures[0]!;
-
-/** A quickstart instance (a real package) with its source resolved. */
-function quickstartInstance(id: string): TaskInstance {
-  const dir = path.join(PROJECT_ROOT, 'tasks', 'quickstart');
-  const row = fs
-    .readFileSync(path.join(dir, 'instances.jsonl'), 'utf8')
-    .trim()
-    .split('\n')
-    .map((line) => JSON.parse(line) as TaskInstance)
-    .find((r) => r.instance_id === id);
-  if (!row) throw new Error(`no quickstart instance ${id}`);
-  const source = row.source as { kind: 'git'; path: string };
-  return instanceSchema.parse({ ...row, source: { ...source, path: path.resolve(dir, source.path) } });
-}
-
-/** The diff that `edit` makes to the instance's repository at its base commit (new files included). */
-function patchFrom(instance: TaskInstance, edit: (dir: string) => void): string {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'entropo-patch-'));
-  const git = (...args: string[]) => execFileSync('git', args, { cwd: dir, encoding: 'utf8' });
-  try {
-    git('clone', '--quiet', (instance.source as { path: string }).path, '.');
-    git('checkout', '--quiet', instance.base_commit);
-    edit(dir);
-    git('add', '-A');
-    return git('diff', '--cached', instance.base_commit);
-  } finally {
-    fs.rmSync(dir, { recursive: true, force: true });
-  }
-}
 
 const gradeModelPatch = async (instance: TaskInstance, patch: string, sandboxId: string) =>
   gradeWith(harness, instance, { kind: 'model', patchId: (await store.put(patch)).id }, sandboxId);

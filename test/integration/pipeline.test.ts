@@ -1,0 +1,196 @@
+import { execFile } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { PROJECT_ROOT } from '../../activities/paths';
+import { parseTrajectoryFile, type TrajectoryRecord } from '../../domain/agent/trajectory';
+import type { PipelineConfigInput } from '../../domain/pipelineConfig';
+import type { RunReport } from '../../domain/runReport';
+import { temporalBinary } from '../../infra/devServer';
+import type { PipelineProgress, PipelineResult } from '../../workflows/pipeline';
+import { fixtureInstances, isolatedHome, writeInstances } from '../helpers/env';
+import { completion, type ScriptedOpenAI, startScriptedOpenAI } from '../helpers/scriptedOpenAI';
+import { sandboxDirs, startTestTemporal, startTestWorkers, type TestTemporal } from '../helpers/temporal';
+
+/**
+ * The whole pipeline on a real dev server, started with the real `temporal workflow start`: the demonstrator
+ * as teacher, a scripted OpenAI-compatible policy (an endpoint outside our system) for the student and TTS,
+ * real sandboxes, gradings and regression checks, and the real engine training SFT, EntroPO and the verifier
+ * and scoring for one step each. The report's numbers are recomputed here from the trajectories it read.
+ */
+
+const home = isolatedHome('pipeline');
+const PREFIX = 'pipe-test';
+let temporal: TestTemporal;
+let workers: Awaited<ReturnType<typeof startTestWorkers>>;
+let policy: ScriptedOpenAI;
+
+/** The project's converted SmolLM2 (converting takes ~20 s), not the isolated home's. */
+function baseModel(): string {
+  const dir = path.join(PROJECT_ROOT, '.entropo', 'models');
+  const converted = fs.existsSync(dir)
+    ? fs.readdirSync(dir).find((d) => d.startsWith('SmolLM2-135M') && !d.includes('.tmp'))
+    : undefined;
+  return converted ? path.join(dir, converted) : 'smollm2-135m';
+}
+
+/** One edit (a comment appended to the package), then submit: a patch that resolves nothing and breaks nothing. */
+const EDIT =
+  'I will note the module.\n<function=execute_bash>\n<parameter=command>echo "# looked at" >> inflection/__init__.py</parameter>\n</function>';
+const SUBMIT = 'Done.\n<function=finish>\n<parameter=command>submit</parameter>\n</function>';
+
+beforeAll(async () => {
+  temporal = await startTestTemporal(home);
+  workers = await startTestWorkers(temporal.address, PREFIX, ['cpu', 'sandbox', 'llm', 'gpu']);
+  policy = await startScriptedOpenAI((request) => {
+    if (request.path.endsWith('/chat/completions')) {
+      const messages = request.body.messages as { role: string }[];
+      const replies = messages.filter((m) => m.role === 'assistant').length;
+      return { body: completion(replies === 0 ? EDIT : SUBMIT) };
+    }
+    return { body: {} }; // /health, /v1/load_lora_adapter
+  });
+}, 120_000);
+afterAll(async () => {
+  await workers?.stop();
+  await temporal?.close();
+  await policy?.close();
+});
+
+function records(file: string): TrajectoryRecord[] {
+  const { records, problems } = parseTrajectoryFile(fs.readFileSync(file, 'utf8'), file);
+  expect(problems).toEqual([]);
+  return records;
+}
+
+/** pass@k by enumerating every k-subset of a task's episodes. */
+function bruteForcePassAtK(resolved: boolean[], k: number): number {
+  let hits = 0;
+  let all = 0;
+  const walk = (start: number, picked: boolean[]) => {
+    if (picked.length === k) {
+      all++;
+      if (picked.some(Boolean)) hits++;
+      return;
+    }
+    for (let i = start; i < resolved.length; i++) walk(i + 1, [...picked, resolved[i]!]);
+  };
+  walk(0, []);
+  return hits / all;
+}
+
+describe('pipelineWorkflow', () => {
+  it('runs SFT → pool → pairs → EntroPO → TTS → selection → report from `temporal workflow start`, and resumes as a no-op', async () => {
+    const [a, b, c] = fixtureInstances();
+    const trainFile = writeInstances(home, [a!, b!], 'train.jsonl');
+    const testFile = writeInstances(home, [c!], 'test.jsonl');
+    const tiny = { maxSteps: 1, batchSize: 1, maxLength: 1024 };
+    const config: PipelineConfigInput = {
+      runId: 'pipe',
+      model: { base: baseModel(), servedName: 'scripted' },
+      suites: { train: trainFile, test: testFile },
+      serving: { kind: 'external', baseUrl: policy.baseUrl },
+      sft: { train: tiny },
+      pool: { n: 2, concurrency: 4, limits: { maxSteps: 3 } },
+      entropo: { train: tiny },
+      verifier: { train: { ...tiny, batchSize: 2 } },
+      tts: { n: 2, concurrency: 4, limits: { maxSteps: 3 } },
+      grading: { testTimeoutSec: 300 },
+    };
+    const input = path.join(home, 'run.json');
+    fs.writeFileSync(input, JSON.stringify(config));
+    const start = () =>
+      promisify(execFile)(temporalBinary(), [
+        'workflow',
+        'start',
+        '--address',
+        temporal.address,
+        '--type',
+        'pipelineWorkflow',
+        '--task-queue',
+        `${PREFIX}-cpu`,
+        '--workflow-id',
+        'run/pipe',
+        '--input-file',
+        input,
+      ]);
+    await start();
+    const handle = temporal.client.workflow.getHandle('run/pipe');
+    const result = (await handle.result()) as PipelineResult;
+    const progress = await handle.query<PipelineProgress>('progress');
+    expect(progress.stages.map((s) => [s.stage, s.status])).toEqual([
+      ['sft', 'done'],
+      ['pool', 'done'],
+      ['pairing', 'done'],
+      ['training', 'done'],
+      ['tts', 'done'],
+      ['report', 'done'],
+    ]);
+
+    const report = JSON.parse(
+      fs.readFileSync(path.join(path.dirname(result.reportPath), 'report.json'), 'utf8'),
+    ) as RunReport;
+    // Pairs: per training task, the teacher's resolved episode against the student's two unresolved ones.
+    const teacher = records(path.join(home, 'runs', 'pipe.sft-teacher', 'trajectories.jsonl'));
+    const student = records(path.join(home, 'runs', 'pipe.pool-student', 'trajectories.jsonl'));
+    expect(teacher.map((r) => r.resolved)).toEqual([true, true]);
+    expect(student).toHaveLength(4);
+    expect(student.every((r) => r.resolved === false && r.exitReason === 'submitted')).toBe(true);
+    expect(report.pairing).toMatchObject({ pairs: 4, tasks: 2, tasksCovered: 2, tasksWithoutResolved: [] });
+    const pairs = fs.readFileSync(path.join(home, 'runs', 'pipe', 'pairing', 'pairs.jsonl'), 'utf8').trim().split('\n');
+    expect(pairs).toHaveLength(4);
+
+    // Training: every stage took its step and left an adapter.
+    expect(report.training.map((t) => [t.mode, t.steps])).toEqual([
+      ['sft', 1],
+      ['entropo-dpo', 1],
+      ['verifier', 1],
+    ]);
+    for (const t of report.training)
+      expect(fs.existsSync(path.join(t.adapterPath, 'adapter_config.json'))).toBe(true);
+
+    // TTS numbers, recomputed from the episodes.
+    const tts = records(path.join(home, 'runs', 'pipe.tts-entropo', 'trajectories.jsonl'));
+    expect(tts).toHaveLength(2);
+    const evaluation = report.evaluations[0]!;
+    const resolved = tts.map((r) => r.resolved === true);
+    expect(evaluation.tasks).toBe(1);
+    expect(evaluation.passAtK.map((p) => p.value)).toEqual([1, 2].map((k) => bruteForcePassAtK(resolved, k)));
+    expect(evaluation.oracleBestOfN).toBe(resolved.some(Boolean) ? 1 : 0);
+    const task = evaluation.perTask[0]!;
+    const selected = tts.find((r) => r.rolloutId === task.selected)!;
+    expect(task.selectedResolved).toBe(selected.resolved);
+    expect(evaluation.selectedResolveRate).toBe(selected.resolved ? 1 : 0);
+    // Both episodes submitted; the regression check passed both (a comment breaks no test).
+    expect(task.survivors).toMatchObject({ candidates: 2, finished: 2, regressionFree: 2 });
+    expect(new Set(tts.map((r) => r.patch)).size).toBe(evaluation.diversity.distinctPatches);
+    const predictions = fs.readFileSync(result.predictionsPath, 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+    expect(predictions).toEqual([
+      { instance_id: c!.instance_id, model_name_or_path: `${baseModel()}+entropo`, model_patch: selected.patch },
+    ]);
+    const html = fs.readFileSync(result.htmlPath, 'utf8');
+    expect(html).toContain('<svg');
+    expect(fs.readFileSync(result.reportPath, 'utf8')).toContain(c!.instance_id as string);
+    expect(sandboxDirs(home)).toEqual([]);
+
+    // The same run again: every stage is recorded, nothing runs twice, the numbers are the same.
+    const requestsBefore = policy.requests.length;
+    await start();
+    const again = (await handle.result()) as PipelineResult;
+    const progressAgain = await temporal.client.workflow.getHandle('run/pipe').query<PipelineProgress>('progress');
+    expect(progressAgain.stages.slice(0, 5).map((s) => s.status)).toEqual([
+      'reused',
+      'reused',
+      'reused',
+      'reused',
+      'reused',
+    ]);
+    expect(policy.requests.length).toBe(requestsBefore);
+    expect(again.selectedResolveRate).toBe(result.selectedResolveRate);
+    const reportAgain = JSON.parse(
+      fs.readFileSync(path.join(path.dirname(again.reportPath), 'report.json'), 'utf8'),
+    ) as RunReport;
+    expect(reportAgain.evaluations).toEqual(report.evaluations);
+  });
+});
