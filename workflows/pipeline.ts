@@ -94,17 +94,18 @@ export async function pipelineWorkflow(input: unknown): Promise<PipelineResult> 
     const key = stageKey(runId, name, stageConfig, inputs);
     const started = Date.now();
     status.startedAt = started;
-    const recordedOutput = await cpu.lookupStage<O>(key);
-    if (recordedOutput !== null) {
+    const recorded = await cpu.lookupStage<{ output: O; wallMs: number }>(key);
+    if (recorded !== null) {
       status.status = 'reused';
-      status.wallMs = 0;
-      return recordedOutput;
+      // What the stage took when it ran (the report's stage times stay those of the real work).
+      status.wallMs = recorded.wallMs;
+      return recorded.output;
     }
     status.status = 'running';
     status.workflowId = `${workflowInfo().workflowId}/${name}-${hashOf(key)}`;
     try {
       const output = await run(status.workflowId, key);
-      await cpu.recordStage(key, { ...output, wallMs: Date.now() - started });
+      await cpu.recordStage(key, { output, wallMs: Date.now() - started });
       status.status = 'done';
       status.wallMs = Date.now() - started;
       return output;

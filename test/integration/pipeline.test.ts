@@ -85,7 +85,7 @@ describe('pipelineWorkflow', () => {
     const [a, b, c] = fixtureInstances();
     const trainFile = writeInstances(home, [a!, b!], 'train.jsonl');
     const testFile = writeInstances(home, [c!], 'test.jsonl');
-    const tiny = { maxSteps: 1, batchSize: 1, maxLength: 1024 };
+    const tiny = { maxSteps: 1, batchSize: 1, maxLength: 3072 };
     const config: PipelineConfigInput = {
       runId: 'pipe',
       model: { base: baseModel(), servedName: 'scripted' },
@@ -132,14 +132,28 @@ describe('pipelineWorkflow', () => {
       fs.readFileSync(path.join(path.dirname(result.reportPath), 'report.json'), 'utf8'),
     ) as RunReport;
     // Pairs: per training task, the teacher's resolved episode against the student's two unresolved ones.
-    const teacher = records(path.join(home, 'runs', 'pipe.sft-teacher', 'trajectories.jsonl'));
-    const student = records(path.join(home, 'runs', 'pipe.pool-student', 'trajectories.jsonl'));
+    const artifacts = (stage: string) => report.stages.find((s) => s.stage === stage)!.artifacts;
+    const teacher = records(artifacts('sft')['teacher trajectories']!);
+    const student = records(artifacts('pool')['student trajectories']!);
     expect(teacher.map((r) => r.resolved)).toEqual([true, true]);
     expect(student).toHaveLength(4);
     expect(student.every((r) => r.resolved === false && r.exitReason === 'submitted')).toBe(true);
-    expect(report.pairing).toMatchObject({ pairs: 4, tasks: 2, tasksCovered: 2, tasksWithoutResolved: [] });
-    const pairs = fs.readFileSync(path.join(home, 'runs', 'pipe', 'pairing', 'pairs.jsonl'), 'utf8').trim().split('\n');
-    expect(pairs).toHaveLength(4);
+    // The scripted student's two episodes of a task are identical: kept once, so one pair per task.
+    expect(report.pairing).toMatchObject({ pairs: 2, tasks: 2, tasksCovered: 2, tasksWithoutResolved: [] });
+    const stats = JSON.parse(fs.readFileSync(artifacts('pairing').statistics!, 'utf8'));
+    expect(stats).toMatchObject({ candidates: 6, usable: 4, excluded: { duplicate: 2 } });
+    const pairs = fs
+      .readFileSync(artifacts('pairing').pairs!, 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l));
+    expect(pairs).toHaveLength(2);
+    // A pair shares the system+task prefix; the resolved (teacher) side is `chosen`.
+    for (const pair of pairs) {
+      expect(pair.prompt.map((m: { role: string }) => m.role)).toEqual(['system', 'user']);
+      expect(pair.rejected.at(-1).content).toBe(SUBMIT);
+      expect(pair.chosen.at(-1).content).not.toBe(SUBMIT);
+    }
 
     // Training: every stage took its step and left an adapter.
     expect(report.training.map((t) => [t.mode, t.steps])).toEqual([
@@ -151,9 +165,10 @@ describe('pipelineWorkflow', () => {
       expect(fs.existsSync(path.join(t.adapterPath, 'adapter_config.json'))).toBe(true);
 
     // TTS numbers, recomputed from the episodes.
-    const tts = records(path.join(home, 'runs', 'pipe.tts-entropo', 'trajectories.jsonl'));
+    const tts = records(artifacts('tts')['entropo trajectories']!);
     expect(tts).toHaveLength(2);
     const evaluation = report.evaluations[0]!;
+    expect(evaluation.policy).toBe('entropo');
     const resolved = tts.map((r) => r.resolved === true);
     expect(evaluation.tasks).toBe(1);
     expect(evaluation.passAtK.map((p) => p.value)).toEqual([1, 2].map((k) => bruteForcePassAtK(resolved, k)));
@@ -165,9 +180,17 @@ describe('pipelineWorkflow', () => {
     // Both episodes submitted; the regression check passed both (a comment breaks no test).
     expect(task.survivors).toMatchObject({ candidates: 2, finished: 2, regressionFree: 2 });
     expect(new Set(tts.map((r) => r.patch)).size).toBe(evaluation.diversity.distinctPatches);
-    const predictions = fs.readFileSync(result.predictionsPath, 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+    const predictions = fs
+      .readFileSync(result.predictionsPath, 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l));
     expect(predictions).toEqual([
-      { instance_id: c!.instance_id, model_name_or_path: `${baseModel()}+entropo`, model_patch: selected.patch },
+      {
+        instance_id: c!.instance_id,
+        model_name_or_path: `${baseModel()}+entropo`,
+        model_patch: selected.patch,
+      },
     ]);
     const html = fs.readFileSync(result.htmlPath, 'utf8');
     expect(html).toContain('<svg');
@@ -178,7 +201,9 @@ describe('pipelineWorkflow', () => {
     const requestsBefore = policy.requests.length;
     await start();
     const again = (await handle.result()) as PipelineResult;
-    const progressAgain = await temporal.client.workflow.getHandle('run/pipe').query<PipelineProgress>('progress');
+    const progressAgain = await temporal.client.workflow
+      .getHandle('run/pipe')
+      .query<PipelineProgress>('progress');
     expect(progressAgain.stages.slice(0, 5).map((s) => s.status)).toEqual([
       'reused',
       'reused',
