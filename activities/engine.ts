@@ -40,8 +40,10 @@ export function engineJobDir(jobId: string): string {
  */
 function withJobPaths(request: EngineJobRequest, jobDir: string): Record<string, unknown> {
   const config = { ...request.config };
-  if (request.command === 'train' && config.output_dir === undefined) config.output_dir = path.join(jobDir, 'out');
-  if (request.command === 'score' && config.output === undefined) config.output = path.join(jobDir, 'scores.jsonl');
+  if (request.command === 'train' && config.output_dir === undefined)
+    config.output_dir = path.join(jobDir, 'out');
+  if (request.command === 'score' && config.output === undefined)
+    config.output = path.join(jobDir, 'scores.jsonl');
   return config;
 }
 

@@ -233,8 +233,9 @@ export async function writeRunReport(
     ...(request.sft.jobDir
       ? [{ stage: 'sft', mode: 'sft', events: sftEvents, adapter: request.sft.adapter, name: 'sft' }]
       : []),
+    // Each trained adapter is its own series in the training chart.
     {
-      stage: 'training',
+      stage: 'entropo',
       mode: `entropo-${request.training.policy.mode}`,
       events: policyEvents,
       adapter: request.training.policy.adapter,
@@ -243,7 +244,7 @@ export async function writeRunReport(
     ...(request.training.verifier
       ? [
           {
-            stage: 'training',
+            stage: 'verifier',
             mode: 'verifier',
             events: verifierEvents,
             adapter: request.training.verifier.adapter,

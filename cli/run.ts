@@ -1,6 +1,6 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { type Client, type WorkflowHandle, WorkflowFailedError } from '@temporalio/client';
+import { type Client, WorkflowFailedError, type WorkflowHandle } from '@temporalio/client';
 import { entropoHome } from '../activities/paths';
 import { rootMessage } from '../domain/failures';
 import {

@@ -124,13 +124,31 @@ export async function pipelineWorkflow(input: unknown): Promise<PipelineResult> 
 
   const sft = await stage(
     'sft',
-    { model: config.model, teacher: config.teacher, sft: config.sft, suite: config.suites.train },
+    {
+      model: config.model,
+      teacher: config.teacher,
+      sft: config.sft,
+      suite: config.suites.train,
+      seed: config.seed,
+      // The teacher's episodes run with the pool's sampling and limits (so pairs share their prefix).
+      episodes: { sampling: config.pool.sampling, limits: config.pool.limits },
+      sandbox: config.sandbox,
+      grading: config.grading,
+    },
     {},
     child(sftStageWorkflow)({}),
   );
   const pool = await stage(
     'pool',
-    { pool: config.pool, suite: config.suites.train, serving: config.serving },
+    {
+      pool: config.pool,
+      suite: config.suites.train,
+      serving: config.serving,
+      model: config.model,
+      seed: config.seed,
+      sandbox: config.sandbox,
+      grading: config.grading,
+    },
     { sftAdapter: sft.adapter, teacherTrajectories: sft.teacher.trajectoriesPath },
     child(poolStageWorkflow)({ sftAdapter: sft.adapter, teacherTrajectories: sft.teacher.trajectoriesPath }),
   );
@@ -151,7 +169,16 @@ export async function pipelineWorkflow(input: unknown): Promise<PipelineResult> 
   if (config.baselines.includes('base')) policies.push({ label: 'base', adapter: null });
   const evaluations = await stage(
     'tts',
-    { tts: config.tts, selector: config.selector, suite: config.suites.test, seed: config.seed },
+    {
+      tts: config.tts,
+      selector: config.selector,
+      suite: config.suites.test,
+      seed: config.seed,
+      serving: config.serving,
+      model: config.model,
+      sandbox: config.sandbox,
+      grading: config.grading,
+    },
     { policies, verifier: training.verifier?.adapter ?? null },
     async (workflowId, key) => {
       const results: PolicyEvaluationRef[] = [];

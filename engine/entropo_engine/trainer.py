@@ -3,7 +3,7 @@
 Plan of a job:
   1. validate config and data, tokenise (with the truncation report);
   2. load the model, wrap it with LoRA (new, or `init_adapter` made trainable);
-  3. compute every reference log-prob the job will need, once, before the first update (the policy at
+  3. compute every reference log-prob the job will need (for the examples its schedule uses), once, before the first update (the policy at
      step 0 is the reference: a fresh LoRA adapter is the identity, an init adapter is the SFT model), or
      with `reference_model`; they are stored with the job so a resumed job reuses them;
   4. resume from the newest complete checkpoint if there is one;
@@ -101,10 +101,12 @@ class Trainer:
 
     def _reference_keys(self) -> list[tuple]:
         mode = self.cfg.mode
+        # Only examples the schedule uses: a job capped by max_steps may see a small part of its data.
+        used = sorted({i for batch in self.steps for i in batch})
         if mode == "entropo-dpo":
-            return [("c", i) for i in range(len(self.examples))] + [("r", i) for i in range(len(self.examples))]
+            return [("c", i) for i in used] + [("r", i) for i in used]
         if mode == "entropo-kto":
-            keys = {("s", i) for i in range(len(self.examples))}
+            keys = {("s", i) for i in used}
             for batch in self.steps:
                 keys.update(("m", a, b) for a, b in self._mismatched_pairs(batch))
             return sorted(keys, key=str)

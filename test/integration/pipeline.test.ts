@@ -3,14 +3,14 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { PROJECT_ROOT } from '../../activities/paths';
 import { parseTrajectoryFile, type TrajectoryRecord } from '../../domain/agent/trajectory';
-import type { PipelineConfigInput } from '../../domain/pipelineConfig';
+import { rootMessage } from '../../domain/failures';
 import type { RunReport } from '../../domain/runReport';
 import { temporalBinary } from '../../infra/devServer';
 import type { PipelineProgress, PipelineResult } from '../../workflows/pipeline';
-import { fixtureInstances, isolatedHome, writeInstances } from '../helpers/env';
-import { completion, type ScriptedOpenAI, startScriptedOpenAI } from '../helpers/scriptedOpenAI';
+import { fixtureInstances, isolatedHome } from '../helpers/env';
+import { baseModel, SUBMIT, smallPipelineConfig, startScriptedAgent } from '../helpers/pipelineRun';
+import type { ScriptedOpenAI } from '../helpers/scriptedOpenAI';
 import { sandboxDirs, startTestTemporal, startTestWorkers, type TestTemporal } from '../helpers/temporal';
 
 /**
@@ -26,31 +26,10 @@ let temporal: TestTemporal;
 let workers: Awaited<ReturnType<typeof startTestWorkers>>;
 let policy: ScriptedOpenAI;
 
-/** The project's converted SmolLM2 (converting takes ~20 s), not the isolated home's. */
-function baseModel(): string {
-  const dir = path.join(PROJECT_ROOT, '.entropo', 'models');
-  const converted = fs.existsSync(dir)
-    ? fs.readdirSync(dir).find((d) => d.startsWith('SmolLM2-135M') && !d.includes('.tmp'))
-    : undefined;
-  return converted ? path.join(dir, converted) : 'smollm2-135m';
-}
-
-/** One edit (a comment appended to the package), then submit: a patch that resolves nothing and breaks nothing. */
-const EDIT =
-  'I will note the module.\n<function=execute_bash>\n<parameter=command>echo "# looked at" >> inflection/__init__.py</parameter>\n</function>';
-const SUBMIT = 'Done.\n<function=finish>\n<parameter=command>submit</parameter>\n</function>';
-
 beforeAll(async () => {
   temporal = await startTestTemporal(home);
   workers = await startTestWorkers(temporal.address, PREFIX, ['cpu', 'sandbox', 'llm', 'gpu']);
-  policy = await startScriptedOpenAI((request) => {
-    if (request.path.endsWith('/chat/completions')) {
-      const messages = request.body.messages as { role: string }[];
-      const replies = messages.filter((m) => m.role === 'assistant').length;
-      return { body: completion(replies === 0 ? EDIT : SUBMIT) };
-    }
-    return { body: {} }; // /health, /v1/load_lora_adapter
-  });
+  policy = await startScriptedAgent();
 }, 120_000);
 afterAll(async () => {
   await workers?.stop();
@@ -82,24 +61,12 @@ function bruteForcePassAtK(resolved: boolean[], k: number): number {
 
 describe('pipelineWorkflow', () => {
   it('runs SFT → pool → pairs → EntroPO → TTS → selection → report from `temporal workflow start`, and resumes as a no-op', async () => {
-    const [a, b, c] = fixtureInstances();
-    const trainFile = writeInstances(home, [a!, b!], 'train.jsonl');
-    const testFile = writeInstances(home, [c!], 'test.jsonl');
-    const tiny = { maxSteps: 1, batchSize: 1, maxLength: 3072 };
-    const config: PipelineConfigInput = {
-      runId: 'pipe',
-      model: { base: baseModel(), servedName: 'scripted' },
-      suites: { train: trainFile, test: testFile },
-      serving: { kind: 'external', baseUrl: policy.baseUrl },
-      sft: { train: tiny },
-      pool: { n: 2, concurrency: 4, limits: { maxSteps: 3 } },
-      entropo: { train: tiny },
-      verifier: { train: { ...tiny, batchSize: 2 } },
-      tts: { n: 2, concurrency: 4, limits: { maxSteps: 3 } },
-      grading: { testTimeoutSec: 300 },
-    };
+    const [, , c] = fixtureInstances();
     const input = path.join(home, 'run.json');
-    fs.writeFileSync(input, JSON.stringify(config));
+    fs.writeFileSync(
+      input,
+      JSON.stringify(smallPipelineConfig(home, 'pipe', { kind: 'external', baseUrl: policy.baseUrl })),
+    );
     const start = () =>
       promisify(execFile)(temporalBinary(), [
         'workflow',
@@ -217,5 +184,46 @@ describe('pipelineWorkflow', () => {
       fs.readFileSync(path.join(path.dirname(again.reportPath), 'report.json'), 'utf8'),
     ) as RunReport;
     expect(reportAgain.evaluations).toEqual(report.evaluations);
+  });
+  it('a stage that fails names itself and its cause, keeps what was done, and the fixed run resumes there', async () => {
+    // A model server that never becomes healthy: the command runs but never answers its health check.
+    const broken = smallPipelineConfig(home, 'broken', {
+      kind: 'command',
+      command: ['sleep', '1000'],
+      baseUrl: 'http://127.0.0.1:9/v1',
+      startupTimeoutSec: 3,
+    });
+    const handle = await temporal.client.workflow.start('pipelineWorkflow', {
+      taskQueue: `${PREFIX}-cpu`,
+      workflowId: 'run/broken',
+      args: [broken],
+    });
+    const failure = await handle.result().then(
+      () => null,
+      (e: Error) => e,
+    );
+    expect(rootMessage(failure)).toMatch(/^stage pool failed: .*(healthy|health)/s);
+    const failed = await handle.query<PipelineProgress>('progress');
+    expect(failed.stages.map((s) => s.status)).toEqual([
+      'done',
+      'failed',
+      'pending',
+      'pending',
+      'pending',
+      'pending',
+    ]);
+
+    // Fixed: the same run id resumes at the pool; the SFT stage is not run again.
+    const requestsBefore = policy.requests.length;
+    const fixed = await temporal.client.workflow.start('pipelineWorkflow', {
+      taskQueue: `${PREFIX}-cpu`,
+      workflowId: 'run/broken',
+      args: [{ ...broken, serving: { kind: 'external', baseUrl: policy.baseUrl } }],
+    });
+    await fixed.result();
+    const resumed = await fixed.query<PipelineProgress>('progress');
+    expect(resumed.stages.map((s) => s.status)).toEqual(['reused', 'done', 'done', 'done', 'done', 'done']);
+    expect(policy.requests.length).toBeGreaterThan(requestsBefore);
+    expect(sandboxDirs(home)).toEqual([]);
   });
 });

@@ -1,7 +1,9 @@
 /**
  * Records workflow histories for the replay test against a fresh dev server, as JSON fixtures:
  *   validate – `validateTasksWorkflow` on one fixture instance, and one grading child;
- *   rollouts – `rolloutPoolWorkflow` with the demonstrator on one fixture instance, and its rollout child.
+ *   rollouts – `rolloutPoolWorkflow` with the demonstrator on one fixture instance, and its rollout child;
+ *   pipeline – `pipelineWorkflow` on the pipeline test's small run (scripted agent, tiny training), with its
+ *              sft, pool and tts stage children.
  *
  *   npm run record-histories [-- validate|rollouts ...]      (default: all)
  *
@@ -15,6 +17,7 @@ import * as path from 'node:path';
 import { promisify } from 'node:util';
 import { temporalBinary } from '../../infra/devServer';
 import { fixtureInstances, isolatedHome, writeInstances } from '../helpers/env';
+import { smallPipelineConfig, startScriptedAgent } from '../helpers/pipelineRun';
 import { startTestTemporal, startTestWorkers, type TestTemporal } from '../helpers/temporal';
 
 const SETS: Record<string, (temporal: TestTemporal, file: string) => Promise<Record<string, string>>> = {
@@ -38,13 +41,41 @@ const SETS: Record<string, (temporal: TestTemporal, file: string) => Promise<Rec
     const child = `${workflowId}/rollout/${fixtureInstances()[0]!.instance_id}/0`;
     return { 'rolloutPool.json': workflowId, 'rollout.json': child };
   },
+  async pipeline(temporal, _file) {
+    const agent = await startScriptedAgent();
+    try {
+      const workflowId = 'run/recorded';
+      await temporal.client.workflow.execute('pipelineWorkflow', {
+        taskQueue: 'record-cpu',
+        workflowId,
+        args: [
+          smallPipelineConfig(process.env.ENTROPO_HOME!, 'recorded', {
+            kind: 'external',
+            baseUrl: agent.baseUrl,
+          }),
+        ],
+      });
+      const progress = await temporal.client.workflow
+        .getHandle(workflowId)
+        .query<{ stages: { stage: string; workflowId?: string }[] }>('progress');
+      const stageId = (stage: string) => progress.stages.find((s) => s.stage === stage)!.workflowId!;
+      return {
+        'pipeline.json': workflowId,
+        'sftStage.json': stageId('sft'),
+        'poolStage.json': stageId('pool'),
+        'ttsStage.json': `${stageId('tts')}/entropo`,
+      };
+    } finally {
+      await agent.close();
+    }
+  },
 };
 
 async function main() {
   const wanted = process.argv.slice(2).length > 0 ? process.argv.slice(2) : Object.keys(SETS);
   const home = isolatedHome('record');
   const temporal = await startTestTemporal(home);
-  const workers = await startTestWorkers(temporal.address, 'record', ['cpu', 'sandbox', 'llm']);
+  const workers = await startTestWorkers(temporal.address, 'record', ['cpu', 'sandbox', 'llm', 'gpu']);
   const out = path.join(__dirname, 'histories');
   const idsFile = path.join(out, 'workflow-ids.json');
   try {

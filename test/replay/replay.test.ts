@@ -16,7 +16,16 @@ describe('replay of recorded histories', () => {
       string
     >;
     const files = Object.keys(ids).sort();
-    expect(files).toEqual(['gradeInstance.json', 'rollout.json', 'rolloutPool.json', 'validateTasks.json']);
+    expect(files).toEqual([
+      'gradeInstance.json',
+      'pipeline.json',
+      'poolStage.json',
+      'rollout.json',
+      'rolloutPool.json',
+      'sftStage.json',
+      'ttsStage.json',
+      'validateTasks.json',
+    ]);
     const histories = files.map((f) => ({
       workflowId: ids[f]!,
       history: historyFromJSON(JSON.parse(fs.readFileSync(path.join(dir, f), 'utf8'))),
