@@ -146,6 +146,13 @@ export class ModelServers {
         await this.stopEntry(entry);
         entry = undefined;
       }
+      if (entry?.child && entry.baseUrl && !(await isHealthy(healthUrl(entry)))) {
+        // A server that was healthy and no longer answers, though Node has not seen it exit yet (its exit
+        // event comes later on a busy machine): start it again rather than wait on a dead process.
+        this.log(`model server ${request.key}: not answering; restarting`);
+        await this.stopEntry(entry);
+        entry = undefined;
+      }
       if (!entry) {
         entry = this.launch(request.key, request.spec, specId, device);
         this.entries.set(request.key, entry);

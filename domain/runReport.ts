@@ -9,6 +9,8 @@
  * Charts are Vega-Lite specs built here; turning them into SVG is I/O (activities/reportRender.ts).
  */
 
+import type { Selection } from './selector';
+
 export interface StageReport {
   stage: string;
   status: 'done' | 'skipped' | 'failed' | 'pending';
@@ -50,13 +52,8 @@ export interface PolicyEvaluation {
     rollouts: number;
     selected: string | null;
     selectedResolved: boolean | null;
-    survivors: {
-      candidates: number;
-      finished: number;
-      regressionFree: number;
-      verifier: number;
-      final: number;
-    };
+    /** What the hybrid selector kept after each filter (domain/selector.ts). */
+    survivors: Selection['survivors'];
   }[];
 }
 

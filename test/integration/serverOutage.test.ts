@@ -152,7 +152,9 @@ describe('a Temporal server outage', () => {
     );
     // Each grading records its result just before it reports it; the report is then retried and dropped.
     await until('every grading to record its result', () => recordedResults() === gradings, 300);
-    await sleepUntil(Date.now() + (COMPLETION_RETRY_SEC + 5) * 1000);
+    // Three times the worker's nominal retry time: on a busy machine its retries take longer, and a report
+    // still being retried when the server is back is accepted (no second attempt to look at).
+    await sleepUntil(Date.now() + COMPLETION_RETRY_SEC * 3 * 1000 + 15_000);
 
     // Same port, same database: the run goes on where the server left it.
     const second = await startDevServer({ port, headless: true, dbFile });
