@@ -1,3 +1,4 @@
+import { canonicalJson } from '../domain/canonicalJson';
 import type { SandboxBackendName } from '../domain/runConfig';
 import type { ArtifactStore } from './artifacts';
 import type { GradeRequest } from './grading';
@@ -63,11 +64,4 @@ export function gradingWorkKey(
   };
 }
 
-/** JSON with object keys sorted, so that one key always spells one record name. */
-export function canonicalJson(value: unknown): string {
-  return JSON.stringify(value, (_, v: unknown) =>
-    v && typeof v === 'object' && !Array.isArray(v)
-      ? Object.fromEntries(Object.entries(v).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)))
-      : v,
-  );
-}
+export { canonicalJson };

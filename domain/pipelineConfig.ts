@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { episodeLimitsSchema } from './agent/limits';
+import { canonicalJson } from './canonicalJson';
 import { llmEndpointSchema, samplingSchema } from './llmPolicy';
 import { sandboxConfigSchema } from './runConfig';
 import { describeProblems, problemsFromZod } from './schemaErrors';
@@ -160,18 +161,6 @@ export function parsePipelineConfig(input: unknown): PipelineConfig {
 export const PIPELINE_STAGES = ['sft', 'pool', 'pairing', 'training', 'tts', 'report'] as const;
 export type PipelineStage = (typeof PIPELINE_STAGES)[number];
 
-/** A stable JSON text: keys sorted at every level, so equal values hash equally. */
-export function canonicalJson(value: unknown): string {
-  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`;
-  if (value !== null && typeof value === 'object') {
-    const entries = Object.entries(value as Record<string, unknown>)
-      .filter(([, v]) => v !== undefined)
-      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
-    return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonicalJson(v)}`).join(',')}}`;
-  }
-  return JSON.stringify(value);
-}
-
 /**
  * 16 hex digits identifying a value's canonical JSON (two independent 32-bit FNV-1a hashes). Workflow code
  * calls it, where node:crypto is not available; it names stages, it does not protect anything.
@@ -192,3 +181,5 @@ export function configHash(value: unknown): string {
 export function stageKey(runId: string, stage: PipelineStage, config: unknown, inputs: unknown): string {
   return `${runId}/${stage}/${configHash({ config, inputs })}`;
 }
+
+export { canonicalJson };

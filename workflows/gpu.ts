@@ -2,7 +2,7 @@ import { TimeoutType } from '@temporalio/common';
 import { ActivityFailure, proxyActivities, TimeoutFailure } from '@temporalio/workflow';
 import type { EngineJobRequest, EngineJobResult } from '../activities/engine';
 import type { GpuDevice, ModelServerActivities } from '../activities/modelServer';
-import { queuePrefixOf, roleQueue } from '../domain/taskQueues';
+import { roleQueue } from '../domain/taskQueues';
 
 /**
  * Work pinned to one accelerator. A gpu worker serves one queue per device (one slot each); the workflow
@@ -69,8 +69,4 @@ export function serverActivities(queue: string) {
 /** A device for a model server (the server stays on it until stopped). */
 export function claimDevice(prefix: string): Promise<GpuDevice> {
   return sharedGpu(prefix).claimGpuDevice();
-}
-
-export function prefixOfQueue(queue: string): string {
-  return queuePrefixOf(queue);
 }
