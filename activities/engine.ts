@@ -10,7 +10,11 @@ import {
   engineOutcome,
   parseEngineLine,
 } from '../domain/engineProtocol';
+import { ArtifactStore } from './artifacts';
+import { putDirectory, restoreDirectory } from './directorySnapshots';
+import { parentDeathWrapper } from './parentDeath';
 import { entropoHome, PROJECT_ROOT, venvBin } from './paths';
+import { recorded } from './recordedWork';
 
 export interface EngineJobRequest {
   command: EngineCommand;
@@ -24,6 +28,14 @@ export interface EngineJobResult {
   jobDir: string;
   events: number;
   last: EngineEvent | undefined;
+  /** A training job's adapter in the artifact store (a directory manifest): it outlives the worker's disk. */
+  adapterId?: string;
+}
+
+/** The newest checkpoint of a training job kept in the artifact store, under `checkpointRecordKey`. */
+interface StoredCheckpoint {
+  step: number;
+  manifestId: string;
 }
 
 const STDERR_TAIL = 4000;
@@ -49,8 +61,13 @@ function withJobPaths(request: EngineJobRequest, jobDir: string): Record<string,
 
 /**
  * Runs one engine job as a child process: heartbeats with its latest progress line, kills it when the
- * activity is cancelled, and turns its exit code into success, a non-retryable failure (bad input,
- * NaN) or a retryable one (anything else; the retry resumes from the newest checkpoint).
+ * activity is cancelled (and the kernel kills it when the worker dies), and turns its exit code into
+ * success, a non-retryable failure (bad input, NaN) or a retryable one (anything else).
+ *
+ * A training job's checkpoints go to the artifact store as the engine writes them, and its adapter when it
+ * is done, so a retry on another device or machine resumes from the newest checkpoint however the worker
+ * died. A finished job is recorded under its id and config: a later attempt (its completion was lost to a
+ * server outage) returns the result, restoring the adapter if this worker's disk lacks it.
  */
 export async function runEngineJob(
   request: EngineJobRequest,
@@ -58,17 +75,83 @@ export async function runEngineJob(
   options: { env?: Record<string, string> } = {},
 ): Promise<EngineJobResult> {
   const context = Context.current();
+  const store = new ArtifactStore();
+  const namespace = context.info.namespace;
+  const jobDir = engineJobDir(request.jobId);
+  const key = {
+    work: 'engine-job',
+    version: 1,
+    namespace,
+    jobId: request.jobId,
+    command: request.command,
+    config: request.config,
+  };
+  const result = await recorded(store, key, () => runEngineProcess(request, options, store, namespace), {
+    signal: context.cancellationSignal,
+  });
+  const adapterDir = path.join(jobDir, 'out', 'adapter');
+  if (result.adapterId && !fs.existsSync(adapterDir))
+    await restoreDirectory(store, result.adapterId, adapterDir);
+  return result;
+}
+
+function checkpointRecordKey(namespace: string, jobId: string): string {
+  return `engine-checkpoint/${namespace}/${jobId}`;
+}
+
+/** The newest complete checkpoint on this disk (the engine names them `step-0000012`, complete once `state.json` exists). */
+function newestLocalCheckpoint(checkpointsDir: string): number {
+  if (!fs.existsSync(checkpointsDir)) return 0;
+  let newest = 0;
+  for (const name of fs.readdirSync(checkpointsDir)) {
+    const match = /^step-(\d+)$/.exec(name);
+    if (match && fs.existsSync(path.join(checkpointsDir, name, 'state.json')))
+      newest = Math.max(newest, Number(match[1]));
+  }
+  return newest;
+}
+
+async function runEngineProcess(
+  request: EngineJobRequest,
+  options: { env?: Record<string, string> },
+  store: ArtifactStore,
+  namespace: string,
+): Promise<EngineJobResult> {
+  const context = Context.current();
   const jobDir = engineJobDir(request.jobId);
   fs.mkdirSync(jobDir, { recursive: true });
+  const config = withJobPaths(request, jobDir);
   const configPath = path.join(jobDir, 'config.json');
-  fs.writeFileSync(configPath, JSON.stringify(withJobPaths(request, jobDir), null, 1));
+  fs.writeFileSync(configPath, JSON.stringify(config, null, 1));
 
+  // A checkpoint stored by an attempt elsewhere that this disk lacks: put it where the engine resumes from.
+  const checkpointKey = checkpointRecordKey(namespace, request.jobId);
+  const checkpointsDir = path.join(String(config.output_dir ?? path.join(jobDir, 'out')), 'checkpoints');
+  if (request.command === 'train') {
+    const stored = (await store.getRecord<StoredCheckpoint>(checkpointKey))?.value;
+    if (stored && stored.step > newestLocalCheckpoint(checkpointsDir))
+      await restoreDirectory(
+        store,
+        stored.manifestId,
+        path.join(checkpointsDir, `step-${String(stored.step).padStart(7, '0')}`),
+      );
+  }
+
+  const [command, ...wrapperArgs] = [...parentDeathWrapper('KILL'), path.join(venvBin(), 'python')];
   const child = spawn(
-    path.join(venvBin(), 'python'),
-    ['-m', 'entropo_engine', request.command, '--config', configPath],
+    command!,
+    [...wrapperArgs, '-m', 'entropo_engine', request.command, '--config', configPath],
     {
       cwd: path.join(PROJECT_ROOT, 'engine'),
-      env: { ...process.env, ...options.env, ENTROPO_HOME: entropoHome(), PYTHONUNBUFFERED: '1' },
+      // A fixed hash seed: peft writes `target_modules` (a set) in hash order, and a resumed job must write
+      // the same adapter_config.json as an uninterrupted one.
+      env: {
+        ...process.env,
+        ...options.env,
+        ENTROPO_HOME: entropoHome(),
+        PYTHONUNBUFFERED: '1',
+        PYTHONHASHSEED: '0',
+      },
       stdio: ['ignore', 'pipe', 'pipe'],
     },
   );
@@ -76,6 +159,21 @@ export async function runEngineJob(
   let events = 0;
   let stderr = '';
   let pending = '';
+  // Checkpoints are stored one after another, in the order the engine wrote them.
+  let storing: Promise<void> = Promise.resolve();
+  const storeCheckpoint = (event: EngineEvent) => {
+    const dir = String(event.path);
+    const step = Number(event.step);
+    storing = storing.then(async () => {
+      try {
+        const manifest = await putDirectory(store, dir);
+        await store.putRecord(checkpointKey, { step, manifestId: manifest.id } satisfies StoredCheckpoint);
+      } catch (e) {
+        // The engine already replaced it with a newer one (keep_checkpoints), which is stored next.
+        if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+      }
+    });
+  };
   const log = fs.createWriteStream(path.join(jobDir, 'events.jsonl'), { flags: 'a' });
   child.stdout.setEncoding('utf8').on('data', (chunk: string) => {
     pending += chunk;
@@ -87,6 +185,7 @@ export async function runEngineJob(
       events++;
       last = event;
       log.write(`${line.trim()}\n`);
+      if (event.event === 'checkpoint' && typeof event.path === 'string') storeCheckpoint(event);
     }
   });
   child.stderr.setEncoding('utf8').on('data', (chunk: string) => {
@@ -100,8 +199,16 @@ export async function runEngineJob(
       child.on('error', reject);
       child.on('close', (code) => resolve(code));
     });
+    await storing;
     const outcome = engineOutcome(exitCode);
-    if (outcome === 'done') return { jobDir, events, last };
+    if (outcome === 'done') {
+      const adapterDir = path.join(String(config.output_dir ?? ''), 'adapter');
+      const adapterId =
+        request.command === 'train' && fs.existsSync(adapterDir)
+          ? (await putDirectory(store, adapterDir)).id
+          : undefined;
+      return { jobDir, events, last, ...(adapterId ? { adapterId } : {}) };
+    }
     const message = `engine ${request.command} (${request.jobId}) exited with ${exitCode}: ${stderr.trim().split('\n').slice(-6).join('\n')}`;
     if (outcome === 'retryable') throw ApplicationFailure.retryable(message, 'EngineJobFailed');
     throw ApplicationFailure.nonRetryable(

@@ -5,6 +5,7 @@ import * as path from 'node:path';
 import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import { CPU_DEVICE, deviceEnv } from '../domain/gpuDevices';
+import { parentDeathWrapper } from './parentDeath';
 import { entropoHome, PROJECT_ROOT, venvBin } from './paths';
 
 /**
@@ -502,15 +503,6 @@ function signalGroup(child: ChildProcess, signal: NodeJS.Signals): void {
   } catch {
     // the group is gone already
   }
-}
-
-/** `setpriv` (util-linux) makes the kernel signal the server when the worker dies, even by SIGKILL. */
-function parentDeathWrapper(): string[] {
-  for (const dir of (process.env.PATH ?? '/usr/bin:/bin').split(':')) {
-    const candidate = path.join(dir, 'setpriv');
-    if (dir && fs.existsSync(candidate)) return [candidate, '--pdeathsig', 'TERM', '--'];
-  }
-  return [];
 }
 
 function activityContext(): Context | undefined {

@@ -23,14 +23,15 @@ export interface WriteRunReportRequest {
   sft: {
     teacher: { trajectoriesPath: string };
     adapter: string;
+    adapterId?: string | null;
     jobDir: string | null;
     data: { path: string; sharegptPath: string; examples: number } | null;
   };
   pool: { sources: { path: string; source: string }[] };
   pairing: PairingData | { given: string };
   training: {
-    policy: { adapter: string; jobDir: string; mode: string };
-    verifier: { adapter: string; jobDir: string } | null;
+    policy: { adapter: string; adapterId?: string | null; jobDir: string; mode: string };
+    verifier: { adapter: string; adapterId?: string | null; jobDir: string } | null;
   };
   evaluations: PolicyEvaluationRef[];
 }
@@ -231,7 +232,16 @@ export async function writeRunReport(
   const base = config.model.base;
   const training: RunReport['training'] = [
     ...(request.sft.jobDir
-      ? [{ stage: 'sft', mode: 'sft', events: sftEvents, adapter: request.sft.adapter, name: 'sft' }]
+      ? [
+          {
+            stage: 'sft',
+            mode: 'sft',
+            events: sftEvents,
+            adapter: request.sft.adapter,
+            adapterId: request.sft.adapterId ?? null,
+            name: 'sft',
+          },
+        ]
       : []),
     // Each trained adapter is its own series in the training chart.
     {
@@ -239,6 +249,7 @@ export async function writeRunReport(
       mode: `entropo-${request.training.policy.mode}`,
       events: policyEvents,
       adapter: request.training.policy.adapter,
+      adapterId: request.training.policy.adapterId ?? null,
       name: 'entropo',
     },
     ...(request.training.verifier
@@ -248,6 +259,7 @@ export async function writeRunReport(
             mode: 'verifier',
             events: verifierEvents,
             adapter: request.training.verifier.adapter,
+            adapterId: request.training.verifier.adapterId ?? null,
             name: 'verifier',
           },
         ]
@@ -260,6 +272,7 @@ export async function writeRunReport(
       steps: curve.length,
       curve,
       adapterPath: t.adapter,
+      adapterId: t.adapterId,
       serve: howToServe(base, t.name, t.adapter),
       merge: howToMerge(t.adapter),
     };

@@ -80,6 +80,8 @@ export interface RunReport {
     steps: number;
     curve: TrainingCurvePoint[];
     adapterPath: string;
+    /** The same adapter in the artifact store (a directory manifest), which outlives the worker's disk. */
+    adapterId: string | null;
     serve: string;
     merge: string;
   }[];
@@ -406,6 +408,7 @@ function trainingBlocks(report: RunReport, charts: ChartFiles): Block[] {
     blocks.push(
       heading(3, `Adapter of ${s.stage}`),
       para(t('Adapter: '), code(s.adapterPath)),
+      ...(s.adapterId ? [para(t('In the artifact store: '), code(s.adapterId))] : []),
       para(t('Serve it:')),
       { kind: 'code', text: s.serve },
       para(t('Merge it into the base model:')),

@@ -4,6 +4,7 @@ import * as net from 'node:net';
 import * as path from 'node:path';
 import { promisify } from 'node:util';
 import { Connection } from '@temporalio/client';
+import { parentDeathWrapper } from '../activities/parentDeath';
 import { entropoHome, venvBin } from '../activities/paths';
 
 /**
@@ -107,15 +108,6 @@ function isTemporalProcess(pid: number): boolean {
   } catch {
     return isProcessAlive(pid); // no /proc: trust the pid
   }
-}
-
-/** `setpriv` (util-linux) makes the kernel signal the server when its launcher dies, even by SIGKILL. */
-function parentDeathWrapper(): string[] {
-  for (const dir of (process.env.PATH ?? '/usr/bin:/bin').split(':')) {
-    const candidate = path.join(dir, 'setpriv');
-    if (dir && fs.existsSync(candidate)) return [candidate, '--pdeathsig', 'TERM', '--'];
-  }
-  return [];
 }
 
 export function temporalBinary(): string {

@@ -27,7 +27,7 @@ function onDevice(queue: string) {
     scheduleToStartTimeout: PLACEMENT_TIMEOUT,
     startToCloseTimeout: '7 days',
     // The job heartbeats every 2 s; silence means its worker (or machine) died.
-    heartbeatTimeout: '2 minutes',
+    heartbeatTimeout: '30 seconds',
     retry: {
       maximumAttempts: 5,
       nonRetryableErrorTypes: ['EngineInvalidInput', 'EngineNumericalFailure'],

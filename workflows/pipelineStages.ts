@@ -124,6 +124,8 @@ export interface SftStageOutput {
   teacher: { trajectoriesPath: string; rollouts: number; resolved: number };
   data: SftData | null;
   adapter: string;
+  /** The adapter in the artifact store (null when the config named an existing adapter). */
+  adapterId: string | null;
   jobDir: string | null;
 }
 
@@ -153,7 +155,7 @@ export async function sftStageWorkflow(input: StageInput): Promise<SftStageOutpu
     resolved: teacher.resolved,
   };
   if (config.sft.adapter)
-    return { teacher: teacherRef, data: null, adapter: config.sft.adapter, jobDir: null };
+    return { teacher: teacherRef, data: null, adapter: config.sft.adapter, adapterId: null, jobDir: null };
   const data = await cpu.exportSftData({
     runId,
     trajectoriesPath: teacher.trajectoriesPath,
@@ -169,7 +171,13 @@ export async function sftStageWorkflow(input: StageInput): Promise<SftStageOutpu
     jobId: `${runId}-${input.hash}-sft`,
     config: sftJob(config, data.path),
   });
-  return { teacher: teacherRef, data, adapter: `${job.jobDir}/out/adapter`, jobDir: job.jobDir };
+  return {
+    teacher: teacherRef,
+    data,
+    adapter: `${job.jobDir}/out/adapter`,
+    adapterId: job.adapterId ?? null,
+    jobDir: job.jobDir,
+  };
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -242,8 +250,9 @@ export async function pairingStageWorkflow(
 // 4. Training: EntroPO from the SFT model (its reference), and the verifier.
 
 export interface TrainingStageOutput {
-  policy: { adapter: string; jobDir: string; mode: string };
-  verifier: { adapter: string; jobDir: string } | null;
+  /** `adapterId`: the adapter in the artifact store. */
+  policy: { adapter: string; adapterId: string | null; jobDir: string; mode: string };
+  verifier: { adapter: string; adapterId: string | null; jobDir: string } | null;
 }
 
 export async function trainingStageWorkflow(
@@ -265,11 +274,12 @@ export async function trainingStageWorkflow(
       jobId: `${runId}-${input.hash}-verifier`,
       config: verifierJob(config, pairing.verifierPath),
     });
-    verifier = { adapter: `${job.jobDir}/out/adapter`, jobDir: job.jobDir };
+    verifier = { adapter: `${job.jobDir}/out/adapter`, adapterId: job.adapterId ?? null, jobDir: job.jobDir };
   }
   return {
     policy: {
       adapter: `${policyJob.jobDir}/out/adapter`,
+      adapterId: policyJob.adapterId ?? null,
       jobDir: policyJob.jobDir,
       mode: config.entropo.mode,
     },

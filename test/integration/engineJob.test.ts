@@ -3,12 +3,15 @@ import * as path from 'node:path';
 import { ApplicationFailure } from '@temporalio/common';
 import { MockActivityEnvironment } from '@temporalio/testing';
 import { describe, expect, it } from 'vitest';
-import { type EngineJobResult, runEngineJob } from '../../activities/engine';
+import { ArtifactStore } from '../../activities/artifacts';
+import { putDirectory } from '../../activities/directorySnapshots';
+import { type EngineJobResult, engineJobDir, runEngineJob } from '../../activities/engine';
 import { isolatedHome } from '../helpers/env';
 
 // The real engine (Python, SmolLM2-135M from the shipped GGUF) run by the gpu role's activity.
 describe('runEngineJob', () => {
   const home = isolatedHome('engine-job');
+  const store = new ArtifactStore();
   // Reuse the converted model of the project's .entropo (conversion takes ~20 s), not the isolated home's.
   const modelDirs = path.join(__dirname, '..', '..', '.entropo', 'models');
 
@@ -68,5 +71,60 @@ describe('runEngineJob', () => {
     expect((failure as ApplicationFailure).nonRetryable).toBe(true);
     expect((failure as ApplicationFailure).type).toBe('EngineInvalidInput');
     expect((failure as ApplicationFailure).message).toContain('beta');
+  });
+  /** Four SFT steps, a checkpoint after each; the engine's resume is exact on CPU. */
+  const fourSteps = (jobId: string) => ({
+    command: 'train' as const,
+    jobId,
+    config: {
+      mode: 'sft',
+      model: modelSpec(),
+      data: { path: dataFile() },
+      optim: { batch_size: 1, max_steps: 4, lr: 1e-3 },
+      checkpoint_every: 1,
+    },
+  });
+  const eventsOf = (jobId: string) =>
+    fs
+      .readFileSync(path.join(engineJobDir(jobId), 'events.jsonl'), 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { event: string; step?: number });
+  const adapterFiles = (jobId: string) => path.join(engineJobDir(jobId), 'out', 'adapter');
+
+  it('a job whose worker and disk are lost resumes from the checkpoint in the artifact store, to the same adapter', async () => {
+    const reference: EngineJobResult = await new MockActivityEnvironment().run(
+      runEngineJob,
+      fourSteps('whole'),
+    );
+    expect(reference.adapterId).toMatch(/^sha256:/);
+    expect(reference.adapterId).toBe((await putDirectory(store, adapterFiles('whole'))).id);
+
+    // Stopped once a checkpoint is stored; then its disk is gone (another machine picks the job up).
+    const env = new MockActivityEnvironment();
+    const stopped = env.run(runEngineJob, fourSteps('moved')).catch((e: unknown) => e);
+    const record = () =>
+      store.getRecord<{ step: number }>(`engine-checkpoint/${env.context.info.namespace}/moved`);
+    while (!(await record())) await new Promise((r) => setTimeout(r, 100));
+    env.cancel();
+    await stopped;
+    const storedStep = (await record())!.value.step;
+    expect(storedStep).toBeGreaterThanOrEqual(1);
+    expect(storedStep).toBeLessThan(4);
+    fs.rmSync(engineJobDir('moved'), { recursive: true });
+
+    const moved: EngineJobResult = await new MockActivityEnvironment().run(runEngineJob, fourSteps('moved'));
+    const events = eventsOf('moved');
+    expect(events.find((e) => e.event === 'resumed')?.step).toBeGreaterThanOrEqual(storedStep);
+    expect(events.filter((e) => e.event === 'step').map((e) => e.step)[0]).toBeGreaterThan(storedStep);
+    expect(moved.adapterId).toBe(reference.adapterId);
+  });
+
+  it('a finished job is not run again: its recorded result is returned and its adapter restored from the store', async () => {
+    const before = eventsOf('whole').length;
+    fs.rmSync(adapterFiles('whole'), { recursive: true });
+    const again: EngineJobResult = await new MockActivityEnvironment().run(runEngineJob, fourSteps('whole'));
+    expect(eventsOf('whole')).toHaveLength(before);
+    expect((await putDirectory(store, adapterFiles('whole'))).id).toBe(again.adapterId);
   });
 });
