@@ -99,7 +99,7 @@ describe('renderMarkdown', () => {
     expect(lines).toContain('| `sft` | lora | 3 | 2.5000 → 1.8750 | — | — |');
     expect(lines).toContain('| `entropo-dpo` | lora | 4 | 0.6925 → 0.4412 | 50% → 100% | 0.587 |');
     expect(lines).toContain('Adapter: `.entropo/runs/x/adapters/dpo`');
-    expect(lines).toContain(`In the artifact store: `sha256:${'ab'.repeat(32)}``);
+    expect(lines).toContain(`In the artifact store: \`sha256:${'ab'.repeat(32)}\``);
     expect(lines.filter((l) => l.startsWith('In the artifact store'))).toHaveLength(1); // the SFT adapter has none
     expect(markdown).toContain('```sh\nbin/entropo serve --adapter .entropo/runs/x/adapters/dpo\n```');
     expect(markdown).toContain(
