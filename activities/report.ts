@@ -32,6 +32,7 @@ export interface WriteRunReportRequest {
   training: {
     policy: { adapter: string; adapterId?: string | null; jobDir: string; mode: string };
     verifier: { adapter: string; adapterId?: string | null; jobDir: string } | null;
+    lambda0?: { adapter: string; adapterId?: string | null; jobDir: string };
   };
   evaluations: PolicyEvaluationRef[];
 }
@@ -171,6 +172,7 @@ export async function writeRunReport(
   const sftEvents = await engineEvents(request.sft.jobDir);
   const policyEvents = await engineEvents(request.training.policy.jobDir);
   const verifierEvents = await engineEvents(request.training.verifier?.jobDir ?? null);
+  const lambda0Events = await engineEvents(request.training.lambda0?.jobDir ?? null);
   const pairing = 'given' in request.pairing ? null : request.pairing;
 
   const dir = runDir(request.runId);
@@ -186,7 +188,7 @@ export async function writeRunReport(
         request.pool.sources.filter((s) => s.source !== 'teacher').map((s) => generatedTokens(s.path)),
       )
     ).reduce((a, b) => a + b, 0),
-    training: trainingTokens(policyEvents) + trainingTokens(verifierEvents),
+    training: trainingTokens(policyEvents) + trainingTokens(verifierEvents) + trainingTokens(lambda0Events),
     tts: request.evaluations.reduce((sum, e) => sum + e.generatedTokens, 0),
   };
   const artifactsByStage: Record<string, Record<string, string>> = {
@@ -210,6 +212,7 @@ export async function writeRunReport(
     training: {
       policy: request.training.policy.adapter,
       ...(request.training.verifier ? { verifier: request.training.verifier.adapter } : {}),
+      ...(request.training.lambda0 ? { 'lambda = 0 baseline': request.training.lambda0.adapter } : {}),
     },
     tts: Object.fromEntries(request.evaluations.map((e) => [`${e.policy} trajectories`, e.trajectoriesPath])),
     report: { predictions: predictionsPath },
@@ -261,6 +264,18 @@ export async function writeRunReport(
             adapter: request.training.verifier.adapter,
             adapterId: request.training.verifier.adapterId ?? null,
             name: 'verifier',
+          },
+        ]
+      : []),
+    ...(request.training.lambda0
+      ? [
+          {
+            stage: 'lambda0',
+            mode: `entropo-${request.training.policy.mode} (lambda = 0)`,
+            events: lambda0Events,
+            adapter: request.training.lambda0.adapter,
+            adapterId: request.training.lambda0.adapterId ?? null,
+            name: 'lambda0',
           },
         ]
       : []),

@@ -139,8 +139,11 @@ export const pipelineConfigSchema = z.strictObject({
       regressionCheck: z.boolean().default(true),
     })
     .prefault({}),
-  /** Extra policies evaluated the same way on the same tasks. */
-  baselines: z.array(z.enum(['base', 'sft'])).default([]),
+  /**
+   * Policies evaluated beside the trained one, on the same tasks: `sft` (the SFT adapter), `base` (no
+   * adapter) and `lambda0` (EntroPO with lambda = 0, i.e. plain DPO/KTO from the same SFT model and pairs).
+   */
+  baselines: z.array(z.enum(['base', 'sft', 'lambda0'])).default([]),
   sandbox: sandboxConfigSchema.prefault({}),
   grading: z.strictObject({ testTimeoutSec: z.number().int().min(1).default(900) }).prefault({}),
 });

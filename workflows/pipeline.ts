@@ -160,13 +160,21 @@ export async function pipelineWorkflow(input: unknown): Promise<PipelineResult> 
   );
   const training = await stage(
     'training',
-    { entropo: config.entropo, verifier: config.verifier, model: config.model.base, seed: config.seed },
+    {
+      entropo: config.entropo,
+      verifier: config.verifier,
+      model: config.model.base,
+      seed: config.seed,
+      // Only when asked for, so the keys (and ids) of runs without the baseline stay what they were.
+      ...(config.baselines.includes('lambda0') ? { lambda0Baseline: true } : {}),
+    },
     { sftAdapter: sft.adapter, pairing },
     child(trainingStageWorkflow)({ sftAdapter: sft.adapter, pairing }),
   );
   const policies: TtsPolicy[] = [{ label: 'entropo', adapter: training.policy.adapter }];
   if (config.baselines.includes('sft')) policies.push({ label: 'sft', adapter: sft.adapter });
   if (config.baselines.includes('base')) policies.push({ label: 'base', adapter: null });
+  if (training.lambda0) policies.push({ label: 'lambda0', adapter: training.lambda0.adapter });
   const evaluations = await stage(
     'tts',
     {

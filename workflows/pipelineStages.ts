@@ -253,6 +253,8 @@ export interface TrainingStageOutput {
   /** `adapterId`: the adapter in the artifact store. */
   policy: { adapter: string; adapterId: string | null; jobDir: string; mode: string };
   verifier: { adapter: string; adapterId: string | null; jobDir: string } | null;
+  /** The lambda = 0 baseline (plain DPO/KTO on the same pairs), when `baselines` asks for it. */
+  lambda0?: { adapter: string; adapterId: string | null; jobDir: string };
 }
 
 export async function trainingStageWorkflow(
@@ -267,6 +269,15 @@ export async function trainingStageWorkflow(
     jobId: `${runId}-${input.hash}-entropo-${config.entropo.mode}`,
     config: entropoJob(config, data, input.inputs.sftAdapter),
   });
+  let lambda0: TrainingStageOutput['lambda0'];
+  if (config.baselines.includes('lambda0')) {
+    const job = await runOnGpu(prefix(), {
+      command: 'train',
+      jobId: `${runId}-${input.hash}-entropo-${config.entropo.mode}-lambda0`,
+      config: entropoJob(config, data, input.inputs.sftAdapter, 0),
+    });
+    lambda0 = { adapter: `${job.jobDir}/out/adapter`, adapterId: job.adapterId ?? null, jobDir: job.jobDir };
+  }
   let verifier: TrainingStageOutput['verifier'] = null;
   if (config.verifier.enabled && !('given' in pairing) && pairing.verifierExamples > 0) {
     const job = await runOnGpu(prefix(), {
@@ -284,6 +295,7 @@ export async function trainingStageWorkflow(
       mode: config.entropo.mode,
     },
     verifier,
+    ...(lambda0 ? { lambda0 } : {}),
   };
 }
 

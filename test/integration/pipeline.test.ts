@@ -218,11 +218,29 @@ describe('pipelineWorkflow', () => {
     const fixed = await temporal.client.workflow.start('pipelineWorkflow', {
       taskQueue: `${PREFIX}-cpu`,
       workflowId: 'run/broken',
-      args: [{ ...broken, serving: { kind: 'external', baseUrl: policy.baseUrl } }],
+      // …with the lambda = 0 baseline asked for too: trained from the same SFT model and pairs, evaluated beside.
+      args: [{ ...broken, serving: { kind: 'external', baseUrl: policy.baseUrl }, baselines: ['lambda0'] }],
     });
-    await fixed.result();
+    const fixedResult = (await fixed.result()) as PipelineResult;
     const resumed = await fixed.query<PipelineProgress>('progress');
     expect(resumed.stages.map((s) => s.status)).toEqual(['reused', 'done', 'done', 'done', 'done', 'done']);
+    const fixedReport = JSON.parse(
+      fs.readFileSync(path.join(path.dirname(fixedResult.reportPath), 'report.json'), 'utf8'),
+    ) as RunReport;
+    expect(fixedReport.evaluations.map((e) => [e.policy, e.tasks])).toEqual([
+      ['entropo', 1],
+      ['lambda0', 1],
+    ]);
+    const trained = Object.fromEntries(fixedReport.training.map((t) => [t.stage, t]));
+    const engineConfig = (adapterPath: string) =>
+      JSON.parse(fs.readFileSync(path.join(adapterPath, '..', '..', 'config.json'), 'utf8'));
+    expect(engineConfig(trained.lambda0!.adapterPath)).toMatchObject({ lambda: 0, mode: 'entropo-dpo' });
+    expect(engineConfig(trained.entropo!.adapterPath).lambda).toBeGreaterThan(0);
+    // Same pairs and the same reference: the two jobs differ in lambda only.
+    const { lambda: _a, output_dir: _b, ...lambda0Rest } = engineConfig(trained.lambda0!.adapterPath);
+    const { lambda: _c, output_dir: _d, ...entropoRest } = engineConfig(trained.entropo!.adapterPath);
+    expect(lambda0Rest).toEqual(entropoRest);
+    expect(trained.lambda0!.adapterId).toMatch(/^sha256:/);
     expect(policy.requests.length).toBeGreaterThan(requestsBefore);
     expect(sandboxDirs(home)).toEqual([]);
   });

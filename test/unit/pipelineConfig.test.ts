@@ -21,6 +21,12 @@ describe('parsePipelineConfig', () => {
     expect(config.selector).toEqual({ eta: 0.01, prefer: 'most-steps', regressionCheck: true });
     expect(config.serving).toEqual({ kind: 'engine' });
     expect(config.teacher).toEqual({ kind: 'demonstrator' });
+    expect(config.baselines).toEqual([]);
+    expect(parsePipelineConfig({ ...minimal, baselines: ['lambda0', 'sft', 'base'] }).baselines).toEqual([
+      'lambda0',
+      'sft',
+      'base',
+    ]);
   });
 
   it('lists every bad field at once, each by its path', () => {
@@ -31,6 +37,7 @@ describe('parsePipelineConfig', () => {
         entropo: { mode: 'ipo', beta: -1 },
         tts: { n: 0, sampling: { temperature: 'hot' } },
         selector: { eta: 2 },
+        baselines: ['sft', 'lambda0', 'gpt-5'],
         serving: { kind: 'command', baseUrl: 'not a url' },
         colour: 'blue',
       });
@@ -45,6 +52,7 @@ describe('parsePipelineConfig', () => {
       'tts.n',
       'tts.sampling.temperature',
       'selector.eta',
+      'baselines[2]',
       'serving.command',
       'serving.baseUrl',
       'colour',
