@@ -1,6 +1,7 @@
+import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { PROJECT_ROOT } from '../../activities/paths';
+import { PROJECT_ROOT, venvBin } from '../../activities/paths';
 import type { PipelineConfigInput } from '../../domain/pipelineConfig';
 import { fixtureInstances, writeInstances } from './env';
 import { completion, type ScriptedOpenAI, startScriptedOpenAI } from './scriptedOpenAI';
@@ -59,4 +60,33 @@ export function smallPipelineConfig(
     tts: { n: 2, concurrency: 4, limits: { maxSteps: 3 } },
     grading: { testTimeoutSec: 300 },
   };
+}
+
+/**
+ * A tiny Llama (2 layers, hidden size 32) with random weights, seeded, and SmolLM2's real tokenizer and
+ * chat template, saved as a model directory in `dir`: a real transformers model the engine trains and
+ * scores in seconds, for tests about orchestration rather than the model (the chaos test).
+ */
+export function tinyModel(dir: string): string {
+  const target = path.join(dir, 'tiny-llama');
+  if (fs.existsSync(path.join(target, 'config.json'))) return target;
+  const script = `
+import sys, torch
+from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+from entropo_engine.models import resolve_model_dir
+source, target = resolve_model_dir(sys.argv[1]), sys.argv[2]  # converts the bundled GGUF if not yet done
+tokenizer = AutoTokenizer.from_pretrained(source)
+torch.manual_seed(0)
+config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                     num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=8192,
+                     bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id)
+LlamaForCausalLM(config).save_pretrained(target)
+tokenizer.save_pretrained(target)
+`;
+  execFileSync(path.join(venvBin(), 'python'), ['-c', script, baseModel(), target], {
+    stdio: 'pipe',
+    // A conversion, if one is needed, goes where baseModel() finds it next time.
+    env: { ...process.env, ENTROPO_HOME: path.join(PROJECT_ROOT, '.entropo') },
+  });
+  return target;
 }
