@@ -221,14 +221,12 @@ async function runEpisode(
         state.outcome = step.submitted ? 'submitted' : 'observed';
         break;
       } catch (err) {
-        if (!sandboxLost(err) || state.restarts >= input.sandbox.maxSandboxRestarts) {
+        const lost = sandboxLost(err) ? await replaceSandbox(input, state, prefix, abandoned) : err;
+        if (lost !== null) {
           state.outcome = 'sandbox_error';
-          state.exitDetail = rootMessage(err);
+          state.exitDetail = rootMessage(lost);
           break;
         }
-        state.restarts++;
-        abandoned.push(destroyAbandonedSandbox(state.sandboxQueue, state.sandboxId));
-        await replaceSandbox(input, state, prefix);
       }
     }
     runSteps++;
@@ -263,53 +261,84 @@ async function createSandboxFor(input: RolloutInput, prefix: string, sandboxId: 
 }
 
 async function openEpisode(input: RolloutInput, prefix: string): Promise<RolloutState> {
-  const sandboxId = sandboxIdFor(workflowInfo().workflowId, 0);
-  const handle = await createSandboxFor(input, prefix, sandboxId);
-  const opened = await sandboxActivities(
-    handle.taskQueue,
-    input.sandbox.heartbeatTimeoutSec,
-    input.limits,
-  ).startConversation({
-    sandboxId,
-    instanceRef: input.instanceRef,
-    commandTimeoutSec: input.limits.commandTimeoutSec,
-  });
-  return {
-    startedAt: new Date().toISOString(),
-    sandboxId,
-    sandboxQueue: handle.taskQueue,
-    restarts: 0,
-    baseCommit: opened.baseCommit,
-    conversationId: opened.conversationId,
-    systemPromptId: opened.systemPromptId,
-    taskMessageId: opened.taskMessageId,
-    lastStepId: null,
-    checkpoint: null,
-    steps: 0,
-    lastContextTokens: 0,
-    generatedTokens: 0,
-    elapsedMs: 0,
-    outcome: 'observed',
-  };
+  // A sandbox whose worker dies before the conversation opens is made again elsewhere, as in a step.
+  const abandoned: Promise<unknown>[] = [];
+  for (let restarts = 0; ; restarts++) {
+    const sandboxId = sandboxIdFor(workflowInfo().workflowId, restarts);
+    const handle = await createSandboxFor(input, prefix, sandboxId);
+    let opened: Awaited<ReturnType<RolloutSandboxActivities['startConversation']>>;
+    try {
+      opened = await sandboxActivities(
+        handle.taskQueue,
+        input.sandbox.heartbeatTimeoutSec,
+        input.limits,
+      ).startConversation({
+        sandboxId,
+        instanceRef: input.instanceRef,
+        commandTimeoutSec: input.limits.commandTimeoutSec,
+      });
+    } catch (err) {
+      if (!sandboxLost(err) || restarts >= input.sandbox.maxSandboxRestarts) throw err;
+      abandoned.push(destroyAbandonedSandbox(handle.taskQueue, sandboxId));
+      continue;
+    }
+    await Promise.all(abandoned);
+    return {
+      startedAt: new Date().toISOString(),
+      sandboxId,
+      sandboxQueue: handle.taskQueue,
+      restarts,
+      baseCommit: opened.baseCommit,
+      conversationId: opened.conversationId,
+      systemPromptId: opened.systemPromptId,
+      taskMessageId: opened.taskMessageId,
+      lastStepId: null,
+      checkpoint: null,
+      steps: 0,
+      lastContextTokens: 0,
+      generatedTokens: 0,
+      elapsedMs: 0,
+      outcome: 'observed',
+    };
+  }
 }
 
-/** A fresh sandbox on any worker, holding the newest checkpoint. The lost one died with its worker. */
-async function replaceSandbox(input: RolloutInput, state: RolloutState, prefix: string): Promise<void> {
-  const sandboxId = sandboxIdFor(workflowInfo().workflowId, state.restarts);
-  const handle = await createSandboxFor(input, prefix, sandboxId);
-  state.sandboxId = sandboxId;
-  state.sandboxQueue = handle.taskQueue;
-  if (state.checkpoint) {
-    await sandboxActivities(
-      handle.taskQueue,
-      input.sandbox.heartbeatTimeoutSec,
-      input.limits,
-    ).restoreCheckpoint({
-      sandboxId,
-      checkpoint: state.checkpoint,
-      baseCommit: state.baseCommit,
-      commandTimeoutSec: input.limits.commandTimeoutSec,
-    });
+/**
+ * A fresh sandbox on any worker, holding the newest checkpoint; the lost one died with its worker (and so
+ * may a replacement, which is replaced in turn). Returns null, or the failure that ends the episode once
+ * `maxSandboxRestarts` is spent or a failure is not a lost sandbox.
+ */
+async function replaceSandbox(
+  input: RolloutInput,
+  state: RolloutState,
+  prefix: string,
+  abandoned: Promise<unknown>[],
+): Promise<unknown> {
+  for (;;) {
+    if (state.restarts >= input.sandbox.maxSandboxRestarts)
+      return new Error(`sandbox lost ${state.restarts + 1} times (sandbox.maxSandboxRestarts)`);
+    state.restarts++;
+    abandoned.push(destroyAbandonedSandbox(state.sandboxQueue, state.sandboxId));
+    const sandboxId = sandboxIdFor(workflowInfo().workflowId, state.restarts);
+    const handle = await createSandboxFor(input, prefix, sandboxId);
+    state.sandboxId = sandboxId;
+    state.sandboxQueue = handle.taskQueue;
+    if (!state.checkpoint) return null;
+    try {
+      await sandboxActivities(
+        handle.taskQueue,
+        input.sandbox.heartbeatTimeoutSec,
+        input.limits,
+      ).restoreCheckpoint({
+        sandboxId,
+        checkpoint: state.checkpoint,
+        baseCommit: state.baseCommit,
+        commandTimeoutSec: input.limits.commandTimeoutSec,
+      });
+      return null;
+    } catch (err) {
+      if (!sandboxLost(err)) return err;
+    }
   }
 }
 

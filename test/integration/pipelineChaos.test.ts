@@ -1,4 +1,4 @@
-import { type ChildProcess, execFileSync } from 'node:child_process';
+import { type ChildProcess, execFileSync, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -135,6 +135,19 @@ function config(): PipelineConfigInput {
 interface Kill {
   at: number;
   what: WorkerRole | 'server';
+  /** The killed worker had work under way (a sandbox open, an engine job running). */
+  busy?: boolean;
+}
+
+/**
+ * Whether a role's worker has work under way that a kill interrupts: a sandbox (an episode's or a
+ * grading's) for the sandbox role, an engine job for the gpu role. The cpu and llm roles are killed
+ * whenever their turn comes.
+ */
+function busy(role: WorkerRole, home: string): boolean {
+  if (role === 'sandbox') return sandboxDirs(home).length > 0;
+  if (role === 'gpu') return spawnSync('pgrep', ['-f', `entropo_engine .*${home}/engine-jobs/`]).status === 0;
+  return true;
 }
 
 /** One pipeline run in its own home, dev server and worker processes; `chaos` kills and restarts them. */
@@ -169,8 +182,12 @@ async function runPipeline(home: string, chaos?: { seed: number; workerKills: nu
       await pause(2000 + random() * 10_000);
       if (done) break;
       const role = ROLES[Math.floor(random() * ROLES.length)]!;
+      // Up to 15 s for the worker to have work under way, so the kill interrupts something.
+      for (let t = 0; t < 300 && !busy(role, home) && !done; t++) await pause(50);
+      if (done) break;
+      const wasBusy = busy(role, home);
       workers.get(role)!.kill('SIGKILL');
-      kills.push({ at: Date.now(), what: role });
+      kills.push({ at: Date.now(), what: role, busy: wasBusy });
       await pause(500 + random() * 2500);
       await startRole(role);
       if (i + 1 === serverKillAfter && !done) {
@@ -196,21 +213,23 @@ async function runPipeline(home: string, chaos?: { seed: number; workerKills: nu
   }
   done = true;
   await monkey;
-  const retried = await retriedActivities(client);
+  const repeated = await repeatedWork(client);
   for (const w of started) w.kill('SIGKILL');
   await connection.close();
   await server.stop();
   // What happened, to look at when an assertion fails.
-  fs.writeFileSync(path.join(home, 'chaos.json'), JSON.stringify({ kills, retried }, null, 1));
-  return { result, kills, retried, fingerprint: await fingerprint(home, result) };
+  fs.writeFileSync(path.join(home, 'chaos.json'), JSON.stringify({ kills, repeated }, null, 1));
+  return { result, kills, repeated, fingerprint: await fingerprint(home, result) };
 }
 
-interface RetriedActivity {
+/** One piece of work (an activity with its input) that a workflow did more than once. */
+interface RepeatedWork {
   workflowId: string;
   activity: string;
   role: string;
-  attempt: number;
-  /** From its scheduling to its last attempt's end (server clock; the same machine's). */
+  /** Attempts over every time it was scheduled. */
+  attempts: number;
+  /** From its first scheduling to its last attempt's end (server clock; the same machine's). */
   from: number;
   to: number;
 }
@@ -218,37 +237,60 @@ interface RetriedActivity {
 const msOf = (t: { seconds?: unknown; nanos?: number | null } | null | undefined) =>
   Number(t?.seconds ?? 0) * 1000 + (t?.nanos ?? 0) / 1e6;
 
-/** Every activity of every workflow in the namespace that took more than one attempt. */
-async function retriedActivities(client: Client): Promise<RetriedActivity[]> {
-  const retried: RetriedActivity[] = [];
+/**
+ * Work done more than once, in every workflow of the namespace: an activity retried (attempt > 1), or
+ * scheduled again with the same input (a step re-run in a new sandbox after its sandbox was lost).
+ * Activities without input (claiming a device) are not work.
+ */
+async function repeatedWork(client: Client): Promise<RepeatedWork[]> {
+  const repeated: RepeatedWork[] = [];
   for await (const execution of client.workflow.list()) {
     const history = await client.workflow.getHandle(execution.workflowId, execution.runId).fetchHistory();
     const events = history.events ?? [];
-    const byId = new Map(events.map((e) => [String(e.eventId), e]));
+    const groups = new Map<
+      string,
+      { activity: string; role: string; attempts: number; from: number; to: number }
+    >();
+    const groupOf = new Map<string, string>(); // scheduled event id → group key
     for (const e of events) {
+      const scheduled = e.activityTaskScheduledEventAttributes;
+      if (scheduled) {
+        // The same work in a new sandbox (its sandbox was lost) is the same work.
+        const input = (scheduled.input?.payloads ?? []).map((p) =>
+          Buffer.from(p.data ?? [])
+            .toString('utf8')
+            .replace(/"sandboxId":"[^"]*"/g, ''),
+        );
+        if (input.join('') === '') continue;
+        const activity = scheduled.activityType?.name ?? '?';
+        const key = `${activity} ${input.join(' ')}`;
+        groupOf.set(String(e.eventId), key);
+        const group = groups.get(key) ?? {
+          activity,
+          role: /^\w+-(\w+)/.exec(scheduled.taskQueue?.name ?? '')?.[1] ?? '?',
+          attempts: 0,
+          from: msOf(e.eventTime),
+          to: msOf(e.eventTime),
+        };
+        groups.set(key, group);
+        continue;
+      }
       const started = e.activityTaskStartedEventAttributes;
-      if (!started || (started.attempt ?? 1) <= 1) continue;
-      const scheduled = byId.get(String(started.scheduledEventId))!;
-      const closed = events.find((c) => {
-        const a =
-          c.activityTaskCompletedEventAttributes ??
-          c.activityTaskFailedEventAttributes ??
-          c.activityTaskTimedOutEventAttributes ??
-          c.activityTaskCanceledEventAttributes;
-        return a && String(a.scheduledEventId) === String(started.scheduledEventId);
-      });
-      const attributes = scheduled.activityTaskScheduledEventAttributes!;
-      retried.push({
-        workflowId: execution.workflowId,
-        activity: attributes.activityType?.name ?? '?',
-        role: /^[\w]+-(\w+)/.exec(attributes.taskQueue?.name ?? '')?.[1] ?? '?',
-        attempt: started.attempt ?? 1,
-        from: msOf(scheduled.eventTime),
-        to: msOf((closed ?? e).eventTime),
-      });
+      const closed =
+        e.activityTaskCompletedEventAttributes ??
+        e.activityTaskFailedEventAttributes ??
+        e.activityTaskTimedOutEventAttributes ??
+        e.activityTaskCanceledEventAttributes;
+      const key = groupOf.get(String((started ?? closed)?.scheduledEventId ?? ''));
+      if (!key) continue;
+      const group = groups.get(key)!;
+      if (started) group.attempts += started.attempt ?? 1;
+      group.to = Math.max(group.to, msOf(e.eventTime));
     }
+    for (const group of groups.values())
+      if (group.attempts > 1) repeated.push({ workflowId: execution.workflowId, ...group });
   }
-  return retried;
+  return repeated;
 }
 
 /** Each artifact of a run, normalized (see the file's comment) and hashed; the normalized form is kept in `<home>/fingerprint/` to diff. */
@@ -331,8 +373,8 @@ describe('the pipeline under chaos', () => {
     reference = await runPipeline(freshHome('none'));
     referenceCalls = [...calls];
     expect(reference.result.selectedResolveRate).not.toBeNaN();
-    // Nothing is retried when nothing fails: a retry in a chaos run is the kill's doing.
-    expect(reference.retried).toEqual([]);
+    // Nothing is done twice when nothing fails: a repeat in a chaos run is the kill's doing.
+    expect(reference.repeated).toEqual([]);
     // Everything the comparison covers is there.
     expect(Object.keys(reference.fingerprint)).toEqual(
       expect.arrayContaining([
@@ -356,16 +398,21 @@ describe('the pipeline under chaos', () => {
       const run = await runPipeline(home, { seed, workerKills: 6 });
       expect(run.kills.filter((k) => k.what === 'server')).toHaveLength(1);
       expect(run.kills.length).toBeGreaterThanOrEqual(4);
+      // The chaos was not idle: sandbox or engine work was under way at some of the kills.
+      expect(
+        run.kills.filter((k) => (k.what === 'sandbox' || k.what === 'gpu') && k.busy).length,
+      ).toBeGreaterThan(0);
       expect(run.fingerprint).toEqual(reference.fingerprint);
       expect(sandboxDirs(home)).toEqual([]);
 
       // No step, model call, grading or training ran again unless a kill interrupted it: every activity
-      // that took a second attempt was under way when its role's worker (or the server) was killed.
-      for (const r of run.retried) {
+      // done twice (retried, or scheduled again with the same input) was under way when its role's worker
+      // (or the server) was killed.
+      for (const r of run.repeated) {
         const cause = run.kills.find(
           (k) => (k.what === r.role || k.what === 'server') && k.at >= r.from && k.at <= r.to,
         );
-        expect(cause, `${r.activity} of ${r.workflowId} ran ${r.attempt} times`).toBeDefined();
+        expect(cause, `${r.activity} of ${r.workflowId} ran ${r.attempts} times`).toBeDefined();
       }
 
       // A model call made more often than in the reference was in flight when its worker (or the server)
