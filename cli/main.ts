@@ -112,10 +112,11 @@ program
         process.exitCode = 1;
         return;
       }
+      // Adopted first (the launcher record names this process), then said: whoever reads the message finds the record.
+      server = adoptDevServer(server);
       log(
         `${at}: found an orphaned server (pid ${found.serverPid}) whose launcher (pid ${found.launcherPid}, \`${found.launcherCommand}\`) is gone; adopting it`,
       );
-      server = adoptDevServer(server);
     } else {
       log(`${at} (pid ${server.pid}; log ${server.logFile})`);
     }
