@@ -39,7 +39,9 @@ if (dockerOrExplain('validate run in docker sandboxes, killed mid-way')) {
 
   describe('a validate run in docker sandboxes', () => {
     it('survives its worker being killed mid-grading, gives the local verdicts, and leaves no container', async () => {
-      const rows = fixtureInstances().map((r) => ({ ...r, test_command: `sleep 1 && ${r.test_command}` }));
+      // Each grading holds its container for 5 s or more, so the containers seen just before the kill are
+      // still there after it even on a busy machine (with 1 s they had finished in between, once).
+      const rows = fixtureInstances().map((r) => ({ ...r, test_command: `sleep 5 && ${r.test_command}` }));
       const file = writeInstances(home, rows);
       const first = await startWorkerProcess(temporal.address);
       const handle = await temporal.client.workflow.start('validateTasksWorkflow', {
