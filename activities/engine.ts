@@ -59,6 +59,12 @@ function withJobPaths(request: EngineJobRequest, jobDir: string): Record<string,
   return config;
 }
 
+/** Where a training job (its config after `withJobPaths`) writes its checkpoints and its adapter. */
+function trainingOutputs(config: Record<string, unknown>): { checkpoints: string; adapter: string } {
+  const out = String(config.output_dir);
+  return { checkpoints: path.join(out, 'checkpoints'), adapter: path.join(out, 'adapter') };
+}
+
 /**
  * Runs one engine job as a child process: heartbeats with its latest progress line, kills it when the
  * activity is cancelled (and the kernel kills it when the worker dies), and turns its exit code into
@@ -77,7 +83,7 @@ export async function runEngineJob(
   const context = Context.current();
   const store = new ArtifactStore();
   const namespace = context.info.namespace;
-  const jobDir = engineJobDir(request.jobId);
+  const config = withJobPaths(request, engineJobDir(request.jobId));
   const key = {
     work: 'engine-job',
     version: 1,
@@ -86,12 +92,16 @@ export async function runEngineJob(
     command: request.command,
     config: request.config,
   };
-  const result = await recorded(store, key, () => runEngineProcess(request, options, store, namespace), {
-    signal: context.cancellationSignal,
-  });
-  const adapterDir = path.join(jobDir, 'out', 'adapter');
-  if (result.adapterId && !fs.existsSync(adapterDir))
-    await restoreDirectory(store, result.adapterId, adapterDir);
+  const result = await recorded(
+    store,
+    key,
+    () => runEngineProcess(request, config, options, store, namespace),
+    { signal: context.cancellationSignal },
+  );
+  if (result.adapterId) {
+    const { adapter } = trainingOutputs(config);
+    if (!fs.existsSync(adapter)) await restoreDirectory(store, result.adapterId, adapter);
+  }
   return result;
 }
 
@@ -113,6 +123,8 @@ function newestLocalCheckpoint(checkpointsDir: string): number {
 
 async function runEngineProcess(
   request: EngineJobRequest,
+  /** The request's config with its output paths filled in (`withJobPaths`). */
+  config: Record<string, unknown>,
   options: { env?: Record<string, string> },
   store: ArtifactStore,
   namespace: string,
@@ -120,20 +132,19 @@ async function runEngineProcess(
   const context = Context.current();
   const jobDir = engineJobDir(request.jobId);
   fs.mkdirSync(jobDir, { recursive: true });
-  const config = withJobPaths(request, jobDir);
   const configPath = path.join(jobDir, 'config.json');
   fs.writeFileSync(configPath, JSON.stringify(config, null, 1));
 
   // A checkpoint stored by an attempt elsewhere that this disk lacks: put it where the engine resumes from.
   const checkpointKey = checkpointRecordKey(namespace, request.jobId);
-  const checkpointsDir = path.join(String(config.output_dir ?? path.join(jobDir, 'out')), 'checkpoints');
   if (request.command === 'train') {
+    const { checkpoints } = trainingOutputs(config);
     const stored = (await store.getRecord<StoredCheckpoint>(checkpointKey))?.value;
-    if (stored && stored.step > newestLocalCheckpoint(checkpointsDir))
+    if (stored && stored.step > newestLocalCheckpoint(checkpoints))
       await restoreDirectory(
         store,
         stored.manifestId,
-        path.join(checkpointsDir, `step-${String(stored.step).padStart(7, '0')}`),
+        path.join(checkpoints, `step-${String(stored.step).padStart(7, '0')}`),
       );
   }
 
@@ -202,11 +213,9 @@ async function runEngineProcess(
     await storing;
     const outcome = engineOutcome(exitCode);
     if (outcome === 'done') {
-      const adapterDir = path.join(String(config.output_dir ?? ''), 'adapter');
+      const adapterDir = request.command === 'train' ? trainingOutputs(config).adapter : null;
       const adapterId =
-        request.command === 'train' && fs.existsSync(adapterDir)
-          ? (await putDirectory(store, adapterDir)).id
-          : undefined;
+        adapterDir && fs.existsSync(adapterDir) ? (await putDirectory(store, adapterDir)).id : undefined;
       return { jobDir, events, last, ...(adapterId ? { adapterId } : {}) };
     }
     const message = `engine ${request.command} (${request.jobId}) exited with ${exitCode}: ${stderr.trim().split('\n').slice(-6).join('\n')}`;

@@ -233,52 +233,19 @@ export async function writeRunReport(
   }));
 
   const base = config.model.base;
+  // Each trained adapter is its own series in the training chart.
+  const series = (
+    stage: string,
+    mode: string,
+    events: StepEvent[],
+    job: { adapter: string; adapterId?: string | null },
+  ) => ({ stage, mode, events, adapter: job.adapter, adapterId: job.adapterId ?? null });
+  const { policy, verifier, lambda0 } = request.training;
   const training: RunReport['training'] = [
-    ...(request.sft.jobDir
-      ? [
-          {
-            stage: 'sft',
-            mode: 'sft',
-            events: sftEvents,
-            adapter: request.sft.adapter,
-            adapterId: request.sft.adapterId ?? null,
-            name: 'sft',
-          },
-        ]
-      : []),
-    // Each trained adapter is its own series in the training chart.
-    {
-      stage: 'entropo',
-      mode: `entropo-${request.training.policy.mode}`,
-      events: policyEvents,
-      adapter: request.training.policy.adapter,
-      adapterId: request.training.policy.adapterId ?? null,
-      name: 'entropo',
-    },
-    ...(request.training.verifier
-      ? [
-          {
-            stage: 'verifier',
-            mode: 'verifier',
-            events: verifierEvents,
-            adapter: request.training.verifier.adapter,
-            adapterId: request.training.verifier.adapterId ?? null,
-            name: 'verifier',
-          },
-        ]
-      : []),
-    ...(request.training.lambda0
-      ? [
-          {
-            stage: 'lambda0',
-            mode: `entropo-${request.training.policy.mode} (lambda = 0)`,
-            events: lambda0Events,
-            adapter: request.training.lambda0.adapter,
-            adapterId: request.training.lambda0.adapterId ?? null,
-            name: 'lambda0',
-          },
-        ]
-      : []),
+    ...(request.sft.jobDir ? [series('sft', 'sft', sftEvents, request.sft)] : []),
+    series('entropo', `entropo-${policy.mode}`, policyEvents, policy),
+    ...(verifier ? [series('verifier', 'verifier', verifierEvents, verifier)] : []),
+    ...(lambda0 ? [series('lambda0', `entropo-${policy.mode} (lambda = 0)`, lambda0Events, lambda0)] : []),
   ].map((t) => {
     const curve = curveOf(t.events);
     return {
@@ -288,7 +255,7 @@ export async function writeRunReport(
       curve,
       adapterPath: t.adapter,
       adapterId: t.adapterId,
-      serve: howToServe(base, t.name, t.adapter),
+      serve: howToServe(base, t.stage, t.adapter),
       merge: howToMerge(t.adapter),
     };
   });

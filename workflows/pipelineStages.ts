@@ -5,6 +5,7 @@ import {
   proxyActivities,
   workflowInfo,
 } from '@temporalio/workflow';
+import type { EngineJobResult } from '../activities/engine';
 import type { EvaluationActivities, PolicyEvaluationRef } from '../activities/evaluation';
 import type { PairingData, PipelineActivities, SftData } from '../activities/pipeline';
 import { entropoJob, scoreJob, sftJob, verifierJob } from '../domain/engineJobs';
@@ -171,13 +172,12 @@ export async function sftStageWorkflow(input: StageInput): Promise<SftStageOutpu
     jobId: `${runId}-${input.hash}-sft`,
     config: sftJob(config, data.path),
   });
-  return {
-    teacher: teacherRef,
-    data,
-    adapter: `${job.jobDir}/out/adapter`,
-    adapterId: job.adapterId ?? null,
-    jobDir: job.jobDir,
-  };
+  return { teacher: teacherRef, data, ...trainedAdapter(job) };
+}
+
+/** A finished training job's adapter: where the engine wrote it, and its copy in the artifact store. */
+function trainedAdapter(job: EngineJobResult): { adapter: string; adapterId: string | null; jobDir: string } {
+  return { adapter: `${job.jobDir}/out/adapter`, adapterId: job.adapterId ?? null, jobDir: job.jobDir };
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -276,7 +276,7 @@ export async function trainingStageWorkflow(
       jobId: `${runId}-${input.hash}-entropo-${config.entropo.mode}-lambda0`,
       config: entropoJob(config, data, input.inputs.sftAdapter, 0),
     });
-    lambda0 = { adapter: `${job.jobDir}/out/adapter`, adapterId: job.adapterId ?? null, jobDir: job.jobDir };
+    lambda0 = trainedAdapter(job);
   }
   let verifier: TrainingStageOutput['verifier'] = null;
   if (config.verifier.enabled && !('given' in pairing) && pairing.verifierExamples > 0) {
@@ -285,15 +285,10 @@ export async function trainingStageWorkflow(
       jobId: `${runId}-${input.hash}-verifier`,
       config: verifierJob(config, pairing.verifierPath),
     });
-    verifier = { adapter: `${job.jobDir}/out/adapter`, adapterId: job.adapterId ?? null, jobDir: job.jobDir };
+    verifier = trainedAdapter(job);
   }
   return {
-    policy: {
-      adapter: `${policyJob.jobDir}/out/adapter`,
-      adapterId: policyJob.adapterId ?? null,
-      jobDir: policyJob.jobDir,
-      mode: config.entropo.mode,
-    },
+    policy: { ...trainedAdapter(policyJob), mode: config.entropo.mode },
     verifier,
     ...(lambda0 ? { lambda0 } : {}),
   };
