@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import * as path from 'node:path';
-import { Writable } from 'node:stream';
+import { PassThrough, Writable } from 'node:stream';
 import Docker from 'dockerode';
 import * as tar from 'tar-stream';
 import { CappedOutput } from '../domain/cappedOutput';
@@ -12,6 +12,7 @@ import {
 } from '../domain/dockerErrors';
 import type { DockerConfig } from '../domain/runConfig';
 import { dockerConfigSchema } from '../domain/runConfig';
+import { ExecServer, execServerArgv } from './execServer';
 import {
   assertSandboxId,
   assertTmpName,
@@ -32,10 +33,15 @@ import {
  * filesystem except the repository (a volume seeded from the image) and an in-memory /tmp, and labels that
  * name its worker, run and workflow so a sweeper can find it when they are gone.
  *
- * Commands run through `docker exec`. Docker has no "kill this exec" call, so every exec carries a marker
- * in its environment, which every process it forks inherits (setsid and double forks included); at the
- * timeout a second exec stops and kills every process bearing the marker. If even that cannot run (a fork
- * bomb holding every pid), the container is restarted: its processes die, the repository volume stays.
+ * Commands run through the sandbox's exec server (`execServer.py`, started by one `docker exec` with its
+ * stdin attached): it forks each command, and kills what the command leaves behind and, at a timeout, the
+ * command with everything it started. If the server does not answer a kill in time, the container is
+ * restarted: its processes die, the repository volume stays.
+ *
+ * Images without `python3` get a `docker exec` per command instead. Docker has no "kill this exec" call, so
+ * every such exec carries a marker in its environment, which every process it forks inherits (setsid and
+ * double forks included); at the timeout a second exec stops and kills every process bearing the marker,
+ * and if even that cannot run (a fork bomb holding every pid), the container is restarted.
  */
 
 export const SANDBOX_LABEL = 'entropo.sandbox';
@@ -167,13 +173,89 @@ export class DockerSandbox implements Sandbox {
     readonly image: string,
     /** Who commands run as, when not root: files written into the repository are given to them. */
     readonly user?: { uid: number; gid: number },
+    /** Commands through a long-lived exec server (the default); off: a `docker exec` per command. */
+    private readonly useExecServer = true,
+    private readonly log: (line: string) => void = (l) => console.warn(l),
   ) {}
+
+  private server: ExecServer | undefined;
+  private serverStarting: Promise<ExecServer | undefined> | undefined;
+  private serverBroken = false;
 
   exec(command: string, options: ExecOptions): Promise<ExecResult> {
     return this.run(command, options, options.stdin);
   }
 
   private async run(command: string, options: ExecOptions, stdin?: string | Buffer): Promise<ExecResult> {
+    const server = this.useExecServer ? await this.execServer() : undefined;
+    if (server) return server.run(['bash', '-c', command], { ...options, stdin });
+    return this.runInOwnExec(command, options, stdin);
+  }
+
+  /** The sandbox's exec server, started on first use (and again if it died); undefined if it cannot start. */
+  private async execServer(): Promise<ExecServer | undefined> {
+    if (this.server?.alive) return this.server;
+    if (this.serverBroken) return undefined;
+    this.serverStarting ??= this.startExecServer().finally(() => {
+      this.serverStarting = undefined;
+    });
+    return this.serverStarting;
+  }
+
+  private async startExecServer(): Promise<ExecServer | undefined> {
+    try {
+      const exec = await withDockerRetry(() =>
+        this.container.exec({
+          Cmd: execServerArgv('python3'),
+          AttachStdin: true,
+          AttachStdout: true,
+          AttachStderr: true,
+          WorkingDir: this.repoPath,
+        }),
+      );
+      const stream = await withDockerRetry(() => exec.start({ hijack: true, stdin: true }));
+      const output = new PassThrough();
+      let stderrTail = '';
+      const errors = new Writable({
+        write(chunk: Buffer, _encoding, done) {
+          stderrTail = (stderrTail + chunk.toString('utf8')).slice(-4000);
+          done();
+        },
+      });
+      this.container.modem.demuxStream(stream, output, errors);
+      const ended = new Promise<void>((resolve) => {
+        const end = () => {
+          output.end();
+          resolve();
+        };
+        stream.once('end', end);
+        stream.once('close', end);
+        stream.once('error', end);
+      });
+      this.server = await ExecServer.open({
+        input: stream,
+        output,
+        stderrTail: () => stderrTail,
+        destroy: async () => {
+          await withDockerRetry(() => this.container.restart({ t: 0 }));
+          (stream as unknown as { destroy?: () => void }).destroy?.();
+          await ended;
+        },
+      });
+      return this.server;
+    } catch (e) {
+      this.serverBroken = true;
+      this.log(`[sandbox ${this.id}] no exec server (${daemonMessage(e)}); a docker exec per command`);
+      return undefined;
+    }
+  }
+
+  /** The command in a `docker exec` of its own (images without python3). */
+  private async runInOwnExec(
+    command: string,
+    options: ExecOptions,
+    stdin?: string | Buffer,
+  ): Promise<ExecResult> {
     const started = performance.now();
     const stdout = new CappedOutput(options.outputLimitBytes);
     const stderr = new CappedOutput(options.outputLimitBytes);
@@ -356,6 +438,9 @@ export class DockerSandbox implements Sandbox {
 export interface DockerBackendOptions {
   /** DOCKER_HOST-style address; unset = the worker's DOCKER_HOST or the local socket. */
   host?: string;
+  /** Commands through each sandbox's long-lived exec server (default true); off only to measure it. */
+  execServer?: boolean;
+  log?: (line: string) => void;
 }
 
 /** Creates, finds and cleans up docker sandboxes on one Docker engine. */
@@ -365,7 +450,7 @@ export class DockerSandboxBackend implements SandboxBackend {
   readonly host: string;
   private readonly live = new Map<string, DockerSandbox>();
 
-  constructor(options: DockerBackendOptions = {}) {
+  constructor(private readonly options: DockerBackendOptions = {}) {
     this.docker = new Docker(dockerConnection(options.host));
     this.host = options.host ?? process.env.DOCKER_HOST ?? 'unix:///var/run/docker.sock';
   }
@@ -457,7 +542,15 @@ export class DockerSandboxBackend implements SandboxBackend {
       await this.removeContainer(name);
       throw new SandboxStartError(`docker could not start a sandbox from ${image}: ${daemonMessage(e)}`);
     }
-    const sandbox = new DockerSandbox(request.sandboxId, container, config.workdir, image, user);
+    const sandbox = new DockerSandbox(
+      request.sandboxId,
+      container,
+      config.workdir,
+      image,
+      user,
+      this.options.execServer ?? true,
+      this.options.log,
+    );
     this.live.set(request.sandboxId, sandbox);
     // Our images say which commit they hold: check it. Foreign images (SWE-bench, R2E-Gym) are trusted.
     const imageCommit = imageInfo.Config?.Labels?.['entropo.base_commit'];

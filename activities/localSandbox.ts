@@ -8,6 +8,7 @@ import { CappedOutput } from '../domain/cappedOutput';
 import type { InstanceSource } from '../domain/instance';
 import type { SandboxLimits } from '../domain/runConfig';
 import { createSandboxCgroup, removeSandboxCgroups, type SandboxCgroup } from './cgroupLimits';
+import { ExecServer, type ExecServerProcess, execServerArgv } from './execServer';
 import { repoCacheDir, sandboxesDir, venvBin } from './paths';
 import {
   assertSandboxId,
@@ -29,9 +30,13 @@ import {
  * generated /etc (no secrets), the Python environment the tests run with (the project venv and the
  * interpreter install it links to); writable: the repository and a private /tmp. Nothing else of the host:
  * no task files, no project checkout, no home directories, no artifacts, no other sandboxes. Commands run as
- * an unprivileged user (SANDBOX_USER, also as seen from the host), without network, in their own pid
- * namespace (a timeout kills every process the command started), under memory / CPU / process limits from
- * the sandbox's own cgroup.
+ * an unprivileged user (SANDBOX_USER, also as seen from the host), without network, in the sandbox's own
+ * pid namespace, under memory / CPU / process limits from the sandbox's own cgroup.
+ *
+ * One namespace serves all of a sandbox's commands: its first command starts the exec server
+ * (`execServer.py`) in it, which forks each command and, when the command ends or times out, kills every
+ * process it left (as a pid namespace ending with its command would). Where the server cannot start, each
+ * command gets a namespace of its own, as before it existed.
  */
 
 const run = promisify(execFile);
@@ -159,10 +164,17 @@ export class LocalSandbox implements Sandbox {
     private readonly limits?: SandboxLimits,
     /** Host paths shown read-only at the same place inside (the task builder's tracer). */
     private readonly readOnlyPaths: readonly string[] = [],
+    /** Commands through a long-lived exec server (the default); off: a namespace per command. */
+    private readonly useExecServer = true,
+    private readonly log: (line: string) => void = (l) => console.warn(l),
   ) {
     this.repoDir = path.join(dir, 'repo');
     this.tmpDir = path.join(dir, 'tmp');
   }
+
+  private server: ExecServer | undefined;
+  private serverStarting: Promise<ExecServer | undefined> | undefined;
+  private serverBroken = false;
 
   /**
    * Inside, the repository is always at `/testbed` (SWE-bench's place, as in task images): what the agent
@@ -289,7 +301,80 @@ export class LocalSandbox implements Sandbox {
     ];
   }
 
-  exec(command: string, options: ExecOptions): Promise<ExecResult> {
+  async exec(command: string, options: ExecOptions): Promise<ExecResult> {
+    const server = this.useExecServer ? await this.execServer() : undefined;
+    if (server) return server.run(this.asSandboxUser(command), options);
+    return this.execInOwnNamespace(command, options);
+  }
+
+  /** The sandbox's exec server, started on first use (and again if it died); undefined if it cannot start. */
+  private async execServer(): Promise<ExecServer | undefined> {
+    if (this.server?.alive) return this.server;
+    if (this.serverBroken) return undefined;
+    this.serverStarting ??= this.startExecServer().finally(() => {
+      this.serverStarting = undefined;
+    });
+    return this.serverStarting;
+  }
+
+  private async startExecServer(): Promise<ExecServer | undefined> {
+    const python = [path.join(venvBin(), 'python3'), '/usr/bin/python3'].find((p) => fsSync.existsSync(p));
+    if (!python) {
+      this.serverBroken = true;
+      return undefined;
+    }
+    // The server runs as the worker's user inside (root, usually) and keeps, besides what setpriv needs to
+    // start each command as the sandbox user, CAP_KILL: the commands' processes are that user's.
+    const args = this.bwrapArgs().slice(0, -1);
+    if (runsAsRoot()) args.push('--cap-add', 'CAP_KILL');
+    const launcher = this.launcher();
+    const child = spawn('bash', [...launcher.args, ...args, '--', ...execServerArgv(python)], {
+      detached: true,
+      env: launcher.env,
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
+    let stderrTail = '';
+    child.stderr.on('data', (chunk: Buffer) => {
+      stderrTail = (stderrTail + chunk.toString('utf8')).slice(-4000);
+    });
+    const exited = new Promise<void>((resolve) => {
+      child.once('close', () => resolve());
+      child.once('error', () => resolve());
+    });
+    const process_: ExecServerProcess = {
+      input: child.stdin,
+      output: child.stdout,
+      stderrTail: () => stderrTail,
+      destroy: async () => {
+        if (child.pid !== undefined) {
+          try {
+            process.kill(-child.pid, 'SIGKILL'); // bwrap's namespace, and every process in it, die with it
+          } catch {
+            // already gone
+          }
+        }
+        await exited;
+      },
+    };
+    try {
+      this.server = await ExecServer.open(process_);
+      return this.server;
+    } catch (e) {
+      await process_.destroy();
+      this.serverBroken = true;
+      this.log(`[sandbox ${this.id}] no exec server (${(e as Error).message}); one namespace per command`);
+      return undefined;
+    }
+  }
+
+  /** Ends the exec server and every process in the sandbox. */
+  async close(): Promise<void> {
+    await this.serverStarting;
+    await this.server?.close();
+  }
+
+  /** The command in a namespace of its own, which ends (and takes every process along) when it does. */
+  private execInOwnNamespace(command: string, options: ExecOptions): Promise<ExecResult> {
     const started = performance.now();
     const stdout = new CappedOutput(options.outputLimitBytes);
     const stderr = new CappedOutput(options.outputLimitBytes);
@@ -351,8 +436,9 @@ export class LocalSandbox implements Sandbox {
 
   /**
    * Resolves a repository-relative path, symlinks included, refusing anything that ends outside the
-   * repository: the worker reads and writes these files with its own rights. No sandbox process runs
-   * between commands (they die with their pid namespace), so nothing can swap a path after this check.
+   * repository: the worker reads and writes these files with its own rights. No sandbox process but the
+   * exec server runs between commands (it kills what each command leaves), so nothing can swap a path
+   * after this check.
    */
   async resolveInRepo(relative: string): Promise<string> {
     const target = path.resolve(this.repoDir, relative);
@@ -420,6 +506,8 @@ export class LocalSandboxBackend implements SandboxBackend {
     private readonly useCgroups = true,
     /** Host paths every sandbox of this backend shows read-only at the same place (the builder's tracer). */
     private readonly readOnlyPaths: readonly string[] = [],
+    /** Commands through each sandbox's long-lived exec server; off only to measure what it saves. */
+    private readonly useExecServer = true,
   ) {}
 
   find(sandboxId: string): LocalSandbox | undefined {
@@ -470,7 +558,15 @@ export class LocalSandboxBackend implements SandboxBackend {
       await fs.rm(dir, { recursive: true, force: true });
       throw e;
     }
-    const sandbox = new LocalSandbox(request.sandboxId, dir, cgroup, request.limits, this.readOnlyPaths);
+    const sandbox = new LocalSandbox(
+      request.sandboxId,
+      dir,
+      cgroup,
+      request.limits,
+      this.readOnlyPaths,
+      this.useExecServer,
+      this.log,
+    );
     this.live.set(request.sandboxId, sandbox);
     return sandbox;
   }
@@ -478,6 +574,7 @@ export class LocalSandboxBackend implements SandboxBackend {
   async destroy(sandboxId: string): Promise<void> {
     const sandbox = this.live.get(sandboxId);
     this.live.delete(sandboxId);
+    await sandbox?.close();
     await removeSandboxCgroups([sandboxId]);
     await fs.rm(sandbox?.dir ?? path.join(this.root, sandboxId), { recursive: true, force: true });
   }

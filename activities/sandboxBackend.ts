@@ -11,8 +11,8 @@ import { judgeSandbox } from '../domain/sandboxOrphans';
 export interface ExecOptions {
   timeoutSec: number;
   outputLimitBytes: number;
-  /** Text fed to the command's stdin. */
-  stdin?: string;
+  /** What the command reads on its stdin. */
+  stdin?: string | Buffer;
   signal?: AbortSignal;
 }
 

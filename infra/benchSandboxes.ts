@@ -2,7 +2,8 @@
  * Sandbox backends benchmark (`npm run bench:sandbox`): local bubblewrap vs docker, against plain process
  * spawns on the host, in one process with the rounds interleaved (these machines are noisy):
  *   1. latency of a trivial exec, a 1 MB file write and a `git diff` (working-tree diff with a new file),
- *      median and p95, as a ratio to the same operation done on the host without a sandbox;
+ *      median and p95, as a ratio to the same operation done on the host without a sandbox; the exec also
+ *      without the sandbox's exec server (a bwrap namespace or a `docker exec` per command, as before it);
  *   2. sandbox create + start + remove;
  *   3. concurrency: K sandboxes each running trivial execs back to back; the K at which the median exec
  *      latency doubles from K = 1.
@@ -14,6 +15,7 @@ import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { DockerSandboxBackend } from '../activities/dockerSandbox';
 import { LocalSandboxBackend } from '../activities/localSandbox';
 import { PROJECT_ROOT } from '../activities/paths';
 import { readWorkingTreeDiff, type Sandbox } from '../activities/sandboxBackend';
@@ -92,6 +94,31 @@ async function main() {
     baseCommit: instance.base_commit,
     limits: sandboxLimitsSchema.parse({}),
   });
+  // The same sandboxes without the exec server: a new namespace / a `docker exec` per command.
+  const perCommandLocalBackend = new LocalSandboxBackend(
+    path.join(home, 'sandboxes-percmd'),
+    () => {},
+    true,
+    [],
+    false,
+  );
+  const perCommandDockerBackend = new DockerSandboxBackend({ execServer: false });
+  const perCommand: Record<SandboxBackendName, Sandbox> = {
+    local: await perCommandLocalBackend.create({
+      sandboxId: 'bench-percmd-local',
+      instanceId: instance.instance_id,
+      source: instance.source,
+      baseCommit: instance.base_commit,
+      limits: sandboxLimitsSchema.parse({}),
+    }),
+    docker: await perCommandDockerBackend.create({
+      sandboxId: 'bench-percmd-docker',
+      instanceId: instance.instance_id,
+      baseCommit: instance.base_commit,
+      image: taskImageName(instance),
+      limits: sandboxLimitsSchema.parse({}),
+    }),
+  };
   for (const s of Object.values(sandboxes)) {
     await s.exec("echo '# edit' >> inflection/__init__.py && echo new > new_file.txt", OPTS);
   }
@@ -109,12 +136,15 @@ async function main() {
     for (const backend of ['local', 'docker'] as const) {
       const s = sandboxes[backend];
       add(`exec:${backend}`, await timed(() => s.exec('echo hi', OPTS)));
+      add(`exec:${backend}-percmd`, await timed(() => perCommand[backend].exec('echo hi', OPTS)));
       add(`write:${backend}`, await timed(() => s.writeFile('blob.bin', megabyte)));
       add(`diff:${backend}`, await timed(() => readWorkingTreeDiff(s, instance.base_commit, OPTS)));
     }
   }
   for (const backend of ['local', 'docker'] as const) await pool.destroy(sandboxes[backend].id);
   await unlimitedBackend.destroy('bench-nocg');
+  await perCommandLocalBackend.destroy('bench-percmd-local');
+  await perCommandDockerBackend.destroy('bench-percmd-docker');
   // Local execs alone, back to back and with idle gaps (no docker traffic in between).
   const alone = await create('local');
   for (let i = 0; i < rounds; i++) {
@@ -180,6 +210,13 @@ async function main() {
     console.log(row(`${label}: host (spawn / fs.writeFile)`, `${op}:host`, `${op}:host`));
     console.log(row(`${label}: local bwrap`, `${op}:local`, `${op}:host`));
     if (op === 'exec') {
+      console.log(
+        row(
+          `${label}: local bwrap, a namespace per command (no exec server)`,
+          'exec:local-percmd',
+          'exec:host',
+        ),
+      );
       console.log(row(`${label}: local bwrap without cgroup limits`, 'exec:local-nocg', 'exec:host'));
       console.log(
         row(`${label}: local bwrap, no docker traffic, back to back`, 'exec:local-alone', 'exec:host'),
@@ -193,6 +230,15 @@ async function main() {
       );
     }
     console.log(row(`${label}: docker`, `${op}:docker`, `${op}:host`));
+    if (op === 'exec') {
+      console.log(
+        row(
+          `${label}: docker, a docker exec per command (no exec server)`,
+          'exec:docker-percmd',
+          'exec:host',
+        ),
+      );
+    }
   }
   console.log(row('sandbox create + start + remove: local', 'lifecycle:local', 'lifecycle:local'));
   console.log(row('sandbox create + start + remove: docker', 'lifecycle:docker', 'lifecycle:local'));

@@ -11,6 +11,9 @@ counted for the two trajectories as if run separately (the work a trainer withou
 do), divided by step time × the GPU's dense bf16 peak. Gradient-checkpoint recompute is not counted.
 
 `--smoke` runs a tiny shape on CPU in float32 so the script itself is exercised without a GPU.
+`--profile` adds, per case and mode, one profiled step split by kernel kind (flash attention, masked
+memory-efficient attention, matrix products, other), to show what the step's GPU time goes to.
+A mode that runs out of GPU memory is reported as an OOM row; the other rows still run.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import argparse
 import gc
 import sys
 import time
+from collections import defaultdict
 from pathlib import Path
 
 import torch
@@ -26,10 +30,11 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from entropo_engine.data import Tokenized  # noqa: E402
-from entropo_engine.logprobs import pair_logps  # noqa: E402
+from entropo_engine.logprobs import packed_pair, pair_logps  # noqa: E402
 from entropo_engine.losses import entropo_dpo_loss  # noqa: E402
 
-PEAK_BF16_TFLOPS = {"H200": 989.0, "H100": 989.0, "A100": 312.0, "L40S": 362.0, "A10": 125.0}
+# Dense (no sparsity) bf16 tensor-core peaks; checked in order, so "H100 PCIe" wins over "H100" (SXM).
+PEAK_BF16_TFLOPS = {"H200": 989.0, "H100 PCIe": 756.0, "H100": 989.0, "A100": 312.0, "L40S": 362.0, "A10": 125.0}
 
 SHAPES = {
     # Qwen3-4B-like: 36 layers, d 2560, 32 query heads / 8 KV heads of 128, MLP 9728, vocab 151936.
@@ -89,11 +94,53 @@ def peak_tflops(device: torch.device) -> tuple[float | None, str]:
     return None, name
 
 
+def kernel_kind(name: str) -> str:
+    n = name.lower()
+    if "cudnn" in n and "sdpa" in n:
+        return "attention: cuDNN"
+    if "flash" in n:
+        return "attention: flash"
+    if "fmha" in n or "efficient_attention" in n or "mem_eff" in n:
+        return "attention: memory-efficient (masked)"
+    if "attention" in n:
+        return "attention: other"
+    if any(k in n for k in ("gemm", "xmma", "nvjet", "cutlass", "aten::mm", "addmm", "bmm")):
+        return "matrix products"
+    if "softmax" in n:
+        return "softmax"
+    return "other (elementwise, norms, copies)"
+
+
+def profile_step(model, chosen: Tokenized, rejected: Tokenized, share: bool, device: torch.device) -> tuple[float, dict[str, float], list[tuple[float, str]]]:
+    """One step under the profiler: (wall s, device seconds per kernel kind, top kernels by self device time)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    on_gpu = device.type == "cuda"
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if on_gpu else [])
+    with profile(activities=activities) as prof:
+        started = time.perf_counter()
+        step(model, chosen, rejected, share, chunk=2048)
+        if on_gpu:
+            torch.cuda.synchronize()
+        wall = time.perf_counter() - started
+    model.zero_grad(set_to_none=True)
+    events = prof.key_averages()
+    if on_gpu:  # kernels only (their self time is their whole time), not the CPU ops that launch them
+        rows = [(e.self_device_time_total / 1e6, e.key) for e in events if e.device_type == torch.autograd.DeviceType.CUDA]
+    else:
+        rows = [(e.self_cpu_time_total / 1e6, e.key) for e in events]
+    kinds: dict[str, float] = defaultdict(float)
+    for seconds, name in rows:
+        kinds[kernel_kind(name)] += seconds
+    return wall, dict(kinds), sorted(rows, reverse=True)[:6]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--smoke", action="store_true", help="tiny shape on CPU, float32")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--cases", default="2048:6144,4096:12288", help="prefix:tail token counts per case")
+    parser.add_argument("--profile", action="store_true", help="also profile one step per case and mode")
     args = parser.parse_args()
     device = torch.device("cpu" if args.smoke else "cuda")
     if device.type == "cuda" and not torch.cuda.is_available():
@@ -107,33 +154,58 @@ def main() -> None:
           "gradient checkpointing, LoRA r8 all-linear\n")
     print("| trajectory tokens (prefix + tail) | prefix | step s | tokens/s | peak GiB | MFU |")
     print("| --- | --- | ---: | ---: | ---: | ---: |")
+    notes: list[str] = []
     for prefix, tail in cases:
         chosen, rejected = make_pair(prefix, tail, config.vocab_size, seed=prefix + tail)
         flops = useful_flops(n_params, config, [len(chosen), len(rejected)])
+        started = time.perf_counter()
+        packed_len = len(packed_pair(chosen, rejected)[0])
+        notes.append(f"{prefix} + {tail}: packed pair {packed_len} tokens; building its (L×L) mask on the host "
+                     f"(inside every shared step) took {time.perf_counter() - started:.2f} s")
         results = {}
         for share in (False, True):
-            step(model, chosen, rejected, share, chunk=2048)  # warm-up (kernels, allocator)
-            model.zero_grad(set_to_none=True)
-            gc.collect()
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-                torch.cuda.empty_cache()
-                torch.cuda.reset_peak_memory_stats()
-            times = []
-            for _ in range(args.repeats):
-                started = time.perf_counter()
-                step(model, chosen, rejected, share, chunk=2048)
+            mode = "shared once" if share else "run twice"
+            try:
+                step(model, chosen, rejected, share, chunk=2048)  # warm-up (kernels, allocator)
+                model.zero_grad(set_to_none=True)
+                gc.collect()
                 if device.type == "cuda":
                     torch.cuda.synchronize()
-                times.append(time.perf_counter() - started)
+                    torch.cuda.empty_cache()
+                    torch.cuda.reset_peak_memory_stats()
+                times = []
+                for _ in range(args.repeats):
+                    started = time.perf_counter()
+                    step(model, chosen, rejected, share, chunk=2048)
+                    if device.type == "cuda":
+                        torch.cuda.synchronize()
+                    times.append(time.perf_counter() - started)
+                    model.zero_grad(set_to_none=True)
+            except torch.cuda.OutOfMemoryError as e:
                 model.zero_grad(set_to_none=True)
+                print(f"| {prefix} + {tail} (×2) | {mode} | OOM | | | |")
+                notes.append(f"{prefix} + {tail} {mode}: out of memory: {str(e).splitlines()[0][:200]}")
+                gc.collect()
+                torch.cuda.empty_cache()
+                continue
             seconds = sorted(times)[len(times) // 2]
             mem = torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else float("nan")
             mfu = f"{100 * flops / seconds / (peak * 1e12):.1f}%" if peak else "n/a"
             results[share] = seconds
-            print(f"| {prefix} + {tail} (×2) | {'shared once' if share else 'run twice'} | {seconds:.3f} | "
+            notes.append(f"{prefix} + {tail} {mode}: step times {', '.join(f'{t:.3f}' for t in times)} s")
+            print(f"| {prefix} + {tail} (×2) | {mode} | {seconds:.3f} | "
                   f"{(len(chosen) + len(rejected)) / seconds:,.0f} | {mem:.1f} | {mfu} |")
-        print(f"| | **speed-up from sharing the prefix** | **{results[False] / results[True]:.2f}×** | | | |")
+            if args.profile:
+                wall, kinds, top = profile_step(model, chosen, rejected, share, device)
+                busy = sum(kinds.values())
+                notes.append(f"{prefix} + {tail} {mode}, profiled step: wall {wall:.3f} s, kernels {busy:.3f} s: "
+                             + "; ".join(f"{k} {v:.3f} s" for k, v in sorted(kinds.items(), key=lambda kv: -kv[1])))
+                notes.extend(f"    {seconds:.3f} s  {name[:110]}" for seconds, name in top)
+        if len(results) == 2:
+            print(f"| | **speed-up from sharing the prefix** | **{results[False] / results[True]:.2f}×** | | | |")
+    print()
+    for note in notes:
+        print(f"- {note}" if not note.startswith("    ") else note)
 
 
 if __name__ == "__main__":
