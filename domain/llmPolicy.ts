@@ -21,7 +21,16 @@ export const llmEndpointSchema = z.strictObject({
   requestTimeoutSec: z.number().positive().default(600),
   /** Retries of one request on 408/409/429/5xx and connection errors, with exponential backoff. */
   maxRetries: z.number().int().min(0).max(20).default(4),
+  /**
+   * Attempts of one policy call (each makes 1 + `maxRetries` requests; a lost LLM worker also costs one)
+   * before the episode ends with `llm_error`: with the requests' backoff, how long an outage is ridden out.
+   * Absent: {@link DEFAULT_CALL_RETRY} (optional, so that inputs written before it existed stay valid).
+   */
+  callAttempts: z.number().int().min(1).max(100).optional(),
+  /** Wait before the second attempt of a call; it doubles for each attempt after that. */
+  callRetryIntervalSec: z.number().positive().max(3600).optional(),
 });
+export const DEFAULT_CALL_RETRY = { callAttempts: 3, callRetryIntervalSec: 5 } as const;
 export type LlmEndpoint = z.infer<typeof llmEndpointSchema>;
 export type LlmEndpointInput = z.input<typeof llmEndpointSchema>;
 

@@ -19,7 +19,7 @@ import type { EpisodeLimits, ExitReason, StepOutcome } from '../domain/agent/lim
 import { nextStep } from '../domain/agent/limits';
 import { EMPTY_CONTENT_ID } from '../domain/artifactIds';
 import { rootMessage } from '../domain/failures';
-import type { LlmEndpoint, Sampling } from '../domain/llmPolicy';
+import { DEFAULT_CALL_RETRY, type LlmEndpoint, type Sampling } from '../domain/llmPolicy';
 import type { SandboxConfig } from '../domain/runConfig';
 import { queuePrefixOf, roleQueue } from '../domain/taskQueues';
 import { gradeInstanceWorkflow } from './gradeInstance';
@@ -103,8 +103,8 @@ export async function rolloutWorkflow(input: RolloutInput): Promise<RolloutResul
     startToCloseTimeout: `${(input.policy.endpoint?.requestTimeoutSec ?? 600) * ((input.policy.endpoint?.maxRetries ?? 4) + 1) + 60} seconds`,
     heartbeatTimeout: '30 seconds', // the call heartbeats every 2 s: silence means its worker is gone
     retry: {
-      maximumAttempts: 3,
-      initialInterval: '5 seconds',
+      maximumAttempts: input.policy.endpoint?.callAttempts ?? DEFAULT_CALL_RETRY.callAttempts,
+      initialInterval: `${input.policy.endpoint?.callRetryIntervalSec ?? DEFAULT_CALL_RETRY.callRetryIntervalSec} seconds`,
       nonRetryableErrorTypes: ['LlmRejected', 'LlmConfig'],
     },
   });

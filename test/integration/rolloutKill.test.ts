@@ -2,7 +2,6 @@ import { type ChildProcess, execFileSync, spawnSync } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ArtifactStore } from '../../activities/artifacts';
 import { episodeLimitsSchema } from '../../domain/agent/limits';
-import type { TrajectoryRecord } from '../../domain/agent/trajectory';
 import { call, planDemonstration } from '../../domain/demonstrator';
 import { filesInPatch, type TaskInstance } from '../../domain/instance';
 import { samplingSchema } from '../../domain/llmPolicy';
@@ -11,6 +10,7 @@ import type { RolloutInput, RolloutResult } from '../../workflows/rollout';
 import { FIXTURE_REPO, fixtureInstances, isolatedHome } from '../helpers/env';
 import { type ScriptedOpenAI, startScriptedOpenAI } from '../helpers/scriptedOpenAI';
 import { sandboxDirs, startTestTemporal, startWorkerProcess, type TestTemporal } from '../helpers/temporal';
+import { comparableTrajectory } from '../helpers/trajectories';
 
 /**
  * A crash loses no completed turn and repeats none: a rollout whose sandbox worker is SIGKILLed in the middle
@@ -81,19 +81,7 @@ function input(): Promise<RolloutInput> {
   }));
 }
 
-/**
- * A trajectory without what depends on time: the step timings, and the durations pytest prints in an
- * observation ("4 passed in 0.53s"), which is why observations are compared as text.
- */
-async function trajectory(result: RolloutResult) {
-  const record = await store.getJson<TrajectoryRecord>(result.trajectoryId);
-  const steps = [];
-  for (const { llmMs: _l, toolMs: _t, observationId, ...step } of record.steps) {
-    const observation = observationId === null ? null : await store.getText(observationId);
-    steps.push({ ...step, observation: observation?.replace(/ in \d+\.\d+s\b/g, ' in <time>') ?? null });
-  }
-  return { steps, exitReason: record.exitReason, patch: record.patch, resolved: record.resolved };
-}
+const trajectory = (result: RolloutResult) => comparableTrajectory(store, result.trajectoryId);
 
 function slowStepRunning(): boolean {
   return spawnSync('pgrep', ['-f', SLOW]).status === 0;

@@ -75,4 +75,17 @@ describe('llmEndpointSchema', () => {
     const ok = llmEndpointSchema.parse({ baseUrl: 'http://127.0.0.1:8000/v1', model: 'smollm2-135m' });
     expect(ok).toMatchObject({ requestTimeoutSec: 600, maxRetries: 4 });
   });
+
+  it('bounds the call attempts and their interval', () => {
+    const bad = llmEndpointSchema.safeParse({
+      baseUrl: 'http://127.0.0.1:8000/v1',
+      model: 'm',
+      callAttempts: 0,
+      callRetryIntervalSec: 0,
+    });
+    expect(bad.error!.issues.map((i) => i.path.join('.')).sort()).toEqual([
+      'callAttempts',
+      'callRetryIntervalSec',
+    ]);
+  });
 });
