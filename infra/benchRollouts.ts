@@ -4,7 +4,9 @@
  *   1. what durability adds per turn: the durable rollout workflow vs the same loop run in-process (the same
  *      policy call through the same `openai` client, the same agent step on the same kind of sandbox, no
  *      Temporal), milliseconds per turn, interleaved;
- *   2. history per turn as the server counts it (`historySizeBytes`, events) on a long episode;
+ *   2. history per turn as the server counts it (`historySizeBytes`, events) on a long episode, and where
+ *      that episode's turns spend their time, read from its history's event times (the server's clock):
+ *      workflow and activity tasks waiting to be handed to a worker, and being worked on;
  *   3. pool throughput (turns/s) at 1, 8 and 32 concurrent rollouts.
  * Each turn runs `true` in the sandbox (the cheapest real command). Prints Markdown for BENCHMARKS.md.
  * BENCH_TURNS (default 100), BENCH_POOL_TURNS (20) and BENCH_POOL_SIZES (1,8,32) size it.
@@ -12,6 +14,7 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { temporal } from '@temporalio/proto';
 import { MockActivityEnvironment } from '@temporalio/testing';
 import { ArtifactStore } from '../activities/artifacts';
 import { callPolicy, type PolicyTurn } from '../activities/llm';
@@ -143,6 +146,7 @@ async function main() {
     const description = await temporal.client.workflow.getHandle(long.workflowId).describe();
     const historyBytes = Number(description.raw.workflowExecutionInfo?.historySizeBytes ?? 0);
     const events = description.historyLength;
+    const spent = timeByTransition(await temporal.client.workflow.getHandle(long.workflowId).fetchHistory());
 
     // 3. Pool throughput.
     const throughput: { size: number; turnsPerSec: number }[] = [];
@@ -167,6 +171,14 @@ async function main() {
       `History of a ${turns}-turn episode: ${historyBytes} bytes (${(historyBytes / turns).toFixed(0)} B/turn), ${events} events (${(events / turns).toFixed(1)}/turn).`,
     );
     out();
+    out(
+      `Where a turn's time goes (the ${turns}-turn episode's history, the server's event times; ms per turn):`,
+    );
+    out();
+    out('| interval | ms per turn |');
+    out('| --- | ---: |');
+    for (const [label, ms] of Object.entries(spent)) out(`| ${label} | ${(ms / turns).toFixed(1)} |`);
+    out();
     out('| concurrent rollouts | turns/s |');
     out('| --- | --- |');
     for (const t of throughput) out(`| ${t.size} | ${t.turnsPerSec.toFixed(1)} |`);
@@ -176,6 +188,40 @@ async function main() {
     await temporal.close();
     await model.close();
   }
+}
+
+/**
+ * Milliseconds between consecutive history events, summed by what the interval is: a workflow task waiting
+ * for a worker (scheduled → started) or being worked on (started → completed), an activity task waiting
+ * (scheduled → started, by activity) or running (started → completed, by activity).
+ */
+function timeByTransition(history: temporal.api.history.v1.IHistory): Record<string, number> {
+  const events = history.events ?? [];
+  const at = (e: temporal.api.history.v1.IHistoryEvent) =>
+    Number(e.eventTime?.seconds ?? 0) * 1000 + (e.eventTime?.nanos ?? 0) / 1e6;
+  const activityOf = new Map<string, string>();
+  const totals: Record<string, number> = {};
+  const add = (label: string, ms: number) => {
+    totals[label] = (totals[label] ?? 0) + ms;
+  };
+  const T = temporal.api.enums.v1.EventType;
+  for (let i = 1; i < events.length; i++) {
+    const [before, e] = [events[i - 1]!, events[i]!];
+    const scheduled = e.activityTaskScheduledEventAttributes;
+    if (scheduled) activityOf.set(String(e.eventId), scheduled.activityType?.name ?? '?');
+    const gap = at(e) - at(before);
+    if (e.eventType === T.EVENT_TYPE_WORKFLOW_TASK_STARTED) add('workflow task: waiting for a worker', gap);
+    else if (e.eventType === T.EVENT_TYPE_WORKFLOW_TASK_COMPLETED)
+      add('workflow task: the worker on it', gap);
+    else if (e.eventType === T.EVENT_TYPE_ACTIVITY_TASK_STARTED) {
+      const name = activityOf.get(String(e.activityTaskStartedEventAttributes?.scheduledEventId));
+      add(`activity ${name}: waiting for a worker`, gap);
+    } else if (e.eventType === T.EVENT_TYPE_ACTIVITY_TASK_COMPLETED) {
+      const name = activityOf.get(String(e.activityTaskCompletedEventAttributes?.scheduledEventId));
+      add(`activity ${name}: running`, gap);
+    }
+  }
+  return Object.fromEntries(Object.entries(totals).sort((a, b) => b[1] - a[1]));
 }
 
 main().catch((e) => {
