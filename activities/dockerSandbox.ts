@@ -12,19 +12,21 @@ import {
 } from '../domain/dockerErrors';
 import type { DockerConfig } from '../domain/runConfig';
 import { dockerConfigSchema } from '../domain/runConfig';
-import { ExecServer, execServerArgv } from './execServer';
+import { type ExecServerProcess, execServerArgv, LazyExecServer } from './execServer';
 import {
   assertSandboxId,
   assertTmpName,
   type CreateSandboxRequest,
   type ExecOptions,
   type ExecResult,
+  execResult,
   isOrphan,
   newSandboxOwner,
   type Sandbox,
   type SandboxBackend,
   type SandboxOwner,
   type SweepScope,
+  watchForKill,
 } from './sandboxBackend';
 
 /**
@@ -178,76 +180,61 @@ export class DockerSandbox implements Sandbox {
     private readonly log: (line: string) => void = (l) => console.warn(l),
   ) {}
 
-  private server: ExecServer | undefined;
-  private serverStarting: Promise<ExecServer | undefined> | undefined;
-  private serverBroken = false;
+  private readonly server = new LazyExecServer(
+    () => this.startExecServer(),
+    (why) => this.log(`[sandbox ${this.id}] no exec server (${why}); a docker exec per command`),
+  );
 
   exec(command: string, options: ExecOptions): Promise<ExecResult> {
     return this.run(command, options, options.stdin);
   }
 
   private async run(command: string, options: ExecOptions, stdin?: string | Buffer): Promise<ExecResult> {
-    const server = this.useExecServer ? await this.execServer() : undefined;
+    const server = this.useExecServer ? await this.server.get() : undefined;
     if (server) return server.run(['bash', '-c', command], { ...options, stdin });
     return this.runInOwnExec(command, options, stdin);
   }
 
-  /** The sandbox's exec server, started on first use (and again if it died); undefined if it cannot start. */
-  private async execServer(): Promise<ExecServer | undefined> {
-    if (this.server?.alive) return this.server;
-    if (this.serverBroken) return undefined;
-    this.serverStarting ??= this.startExecServer().finally(() => {
-      this.serverStarting = undefined;
+  /** Starts the exec server in the container: one `docker exec` with its stdin attached. */
+  private async startExecServer(): Promise<ExecServerProcess> {
+    const exec = await withDockerRetry(() =>
+      this.container.exec({
+        Cmd: execServerArgv('python3'),
+        AttachStdin: true,
+        AttachStdout: true,
+        AttachStderr: true,
+        WorkingDir: this.repoPath,
+      }),
+    );
+    const stream = await withDockerRetry(() => exec.start({ hijack: true, stdin: true }));
+    const output = new PassThrough();
+    let stderrTail = '';
+    const errors = new Writable({
+      write(chunk: Buffer, _encoding, done) {
+        stderrTail = (stderrTail + chunk.toString('utf8')).slice(-4000);
+        done();
+      },
     });
-    return this.serverStarting;
-  }
-
-  private async startExecServer(): Promise<ExecServer | undefined> {
-    try {
-      const exec = await withDockerRetry(() =>
-        this.container.exec({
-          Cmd: execServerArgv('python3'),
-          AttachStdin: true,
-          AttachStdout: true,
-          AttachStderr: true,
-          WorkingDir: this.repoPath,
-        }),
-      );
-      const stream = await withDockerRetry(() => exec.start({ hijack: true, stdin: true }));
-      const output = new PassThrough();
-      let stderrTail = '';
-      const errors = new Writable({
-        write(chunk: Buffer, _encoding, done) {
-          stderrTail = (stderrTail + chunk.toString('utf8')).slice(-4000);
-          done();
-        },
-      });
-      this.container.modem.demuxStream(stream, output, errors);
-      const ended = new Promise<void>((resolve) => {
-        const end = () => {
-          output.end();
-          resolve();
-        };
-        stream.once('end', end);
-        stream.once('close', end);
-        stream.once('error', end);
-      });
-      this.server = await ExecServer.open({
-        input: stream,
-        output,
-        stderrTail: () => stderrTail,
-        destroy: async () => {
-          await withDockerRetry(() => this.container.restart({ t: 0 }));
-          (stream as unknown as { destroy?: () => void }).destroy?.();
-          await ended;
-        },
-      });
-      return this.server;
-    } catch (e) {
-      this.serverBroken = true;
-      this.log(`[sandbox ${this.id}] no exec server (${daemonMessage(e)}); a docker exec per command`);
-      return undefined;
-    }
+    this.container.modem.demuxStream(stream, output, errors);
+    const ended = new Promise<void>((resolve) => {
+      const end = () => {
+        output.end();
+        resolve();
+      };
+      stream.once('end', end);
+      stream.once('close', end);
+      stream.once('error', end);
+    });
+    return {
+      input: stream,
+      output,
+      stderrTail: () => stderrTail,
+      destroy: async () => {
+        await withDockerRetry(() => this.container.restart({ t: 0 }));
+        (stream as unknown as { destroy?: () => void }).destroy?.();
+        await ended;
+      },
+    };
   }
 
   /** The command in a `docker exec` of its own (images without python3). */
@@ -273,22 +260,15 @@ export class DockerSandbox implements Sandbox {
       }),
     );
     const stream = await withDockerRetry(() => exec.start({ hijack: true, stdin: withStdin }));
-    let timedOut = false;
     let killing: Promise<void> | undefined;
     const done = new Promise<void>((resolve) => {
       stream.once('end', resolve);
       stream.once('close', resolve);
       stream.once('error', resolve);
     });
-    const kill = () => {
+    const watch = watchForKill(options, () => {
       killing ??= this.killMarked(marker, done, stream);
-    };
-    const timer = setTimeout(() => {
-      timedOut = true;
-      kill();
-    }, options.timeoutSec * 1000);
-    const onAbort = () => kill();
-    options.signal?.addEventListener('abort', onAbort, { once: true });
+    });
     this.container.modem.demuxStream(stream, sink(stdout), sink(stderr));
     if (withStdin) {
       stream.write(stdin);
@@ -298,19 +278,10 @@ export class DockerSandbox implements Sandbox {
       await done;
       await killing;
     } finally {
-      clearTimeout(timer);
-      options.signal?.removeEventListener('abort', onAbort);
+      watch.stop();
     }
-    const killed = timedOut || options.signal?.aborted === true;
-    return {
-      exitCode: killed ? null : await this.exitCodeOf(exec),
-      stdout: stdout.text(),
-      stderr: stderr.text(),
-      timedOut,
-      durationMs: Math.round(performance.now() - started),
-      stdoutCutBytes: stdout.cutBytes,
-      stderrCutBytes: stderr.cutBytes,
-    };
+    const exitCode = watch.killed() ? null : await this.exitCodeOf(exec);
+    return execResult({ stdout, stderr }, { exitCode, timedOut: watch.timedOut(), started });
   }
 
   private async exitCodeOf(exec: Docker.Exec): Promise<number | null> {

@@ -36,6 +36,8 @@ import time
 CHUNK = 65536
 PROTECTED = set()
 COMMAND_ENV = {}
+# What the worker has written on stdin and this server has not acted on yet: requests and `kill` lines.
+CONTROL = bytearray()
 # Every command's environment names its server, so that a server can find what an earlier one, killed
 # while a command ran (docker: the container lives on), left behind.
 MARK = b"ENTROPO_EXEC_SERVER="
@@ -118,6 +120,24 @@ def start_command(argv):
     )
 
 
+def read_control(control):
+    """Appends what the worker wrote to CONTROL; False when it closed its end (the worker is gone)."""
+    chunk = os.read(control, CHUNK)
+    CONTROL.extend(chunk)
+    return bool(chunk)
+
+
+def take_kills():
+    """Consumes the `kill` lines at the head of CONTROL (up to the next request); True if there was one."""
+    found = False
+    while True:
+        end = CONTROL.find(b"\n")
+        if end < 0 or CONTROL.startswith(b"{"):
+            return found
+        found = found or CONTROL[:end].strip() == b"kill"
+        del CONTROL[: end + 1]
+
+
 def run(request, control, wake):
     """Runs one command, streaming its output, until it and everything it started are gone."""
     data = base64.b64decode(request.get("stdin") or "")
@@ -132,7 +152,8 @@ def run(request, control, wake):
     code = None
     swept = False
     drained_at = None
-    said = b""
+    if take_kills():  # sent right behind the request (its signal had already aborted)
+        swept = sweep()
     while outputs or code is None:
         readable = list(outputs) + [control, wake]
         writable = [stdin_fd] if stdin_fd is not None else []
@@ -153,12 +174,10 @@ def run(request, control, wake):
             except BlockingIOError:
                 pass
         if control in r:
-            said += os.read(control, 4096) or b"<eof>"
-            if b"<eof>" in said:
+            if not read_control(control):
                 sweep()
                 sys.exit(0)  # the worker is gone
-            if b"kill" in said:
-                said = b""
+            if take_kills():
                 swept = sweep()
         if w:
             try:
@@ -208,17 +227,16 @@ def main():
     signal.set_wakeup_fd(wake_w)
     signal.signal(signal.SIGCHLD, lambda *_: None)
     frame(b"r", json.dumps({"pid": os.getpid()}).encode())
-    buffered = b""
     while True:
-        while b"\n" not in buffered:
-            chunk = os.read(control, CHUNK)
-            if not chunk:
+        take_kills()  # a `kill` that came after its command had ended
+        end = CONTROL.find(b"\n")
+        if end < 0:
+            if not read_control(control):
                 return
-            buffered += chunk
-        line, buffered = buffered.split(b"\n", 1)
-        if not line.startswith(b"{"):
-            continue  # a `kill` that came after its command had ended
-        run(json.loads(line), control, wake_r)
+            continue
+        request = json.loads(bytes(CONTROL[:end]))
+        del CONTROL[: end + 1]
+        run(request, control, wake_r)
 
 
 if __name__ == "__main__":

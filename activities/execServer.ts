@@ -2,7 +2,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { Readable, Writable } from 'node:stream';
 import { CappedOutput } from '../domain/cappedOutput';
-import type { ExecOptions, ExecResult } from './sandboxBackend';
+import { type ExecOptions, type ExecResult, execResult, watchForKill } from './sandboxBackend';
 
 /**
  * The worker's side of a sandbox's exec server (`execServer.py`): one long-lived process inside the
@@ -32,6 +32,8 @@ export interface ExecServerProcess {
    * (local: its namespace dies; docker: the container restarts). Resolves when that is done.
    */
   destroy(): Promise<void>;
+  /** Cleans up after a server that never became ready (local: its bwrap; docker: nothing to do). */
+  discard?(): Promise<void>;
 }
 
 /** How long a command may take to end after a kill before the whole server is destroyed instead. */
@@ -98,48 +100,32 @@ export class ExecServer {
     const started = performance.now();
     const stdout = new CappedOutput(options.outputLimitBytes);
     const stderr = new CappedOutput(options.outputLimitBytes);
-    const finished = (code: number | null, timedOut: boolean): ExecResult => ({
-      exitCode: code,
-      stdout: stdout.text(),
-      stderr: stderr.text(),
-      timedOut,
-      durationMs: Math.round(performance.now() - started),
-      stdoutCutBytes: stdout.cutBytes,
-      stderrCutBytes: stderr.cutBytes,
-    });
+    const finished = (exitCode: number | null, timedOut: boolean): ExecResult =>
+      execResult({ stdout, stderr }, { exitCode, timedOut, started });
     if (this.ended) return finished(null, false);
     const exit = new Promise<{ code: number | null }>((resolve) => {
       this.pending = { stdout, stderr, resolve };
     });
-    let timedOut = false;
+    // The request first: a `kill` before it would be read as a late one and ignored.
+    const stdin = options.stdin ? Buffer.from(options.stdin).toString('base64') : '';
+    this.process.input.write(`${JSON.stringify({ argv, stdin })}\n`);
     let grace: NodeJS.Timeout | undefined;
     let destroying: Promise<void> | undefined;
-    const kill = () => {
+    const watch = watchForKill(options, () => {
       if (grace || this.ended) return;
       this.process.input.write('kill\n');
       // A server that cannot finish the kill (it should never happen) is destroyed with the sandbox's processes.
       grace = setTimeout(() => {
         destroying = this.process.destroy();
       }, KILL_GRACE_MS);
-    };
-    const timer = setTimeout(() => {
-      timedOut = true;
-      kill();
-    }, options.timeoutSec * 1000);
-    const onAbort = () => kill();
-    options.signal?.addEventListener('abort', onAbort, { once: true });
-    if (options.signal?.aborted) kill();
-    const stdin = options.stdin ? Buffer.from(options.stdin).toString('base64') : '';
-    this.process.input.write(`${JSON.stringify({ argv, stdin })}\n`);
+    });
     try {
       const { code } = await exit;
       await destroying;
-      const killed = timedOut || options.signal?.aborted === true;
-      return finished(killed ? null : code, timedOut);
+      return finished(watch.killed() ? null : code, watch.timedOut());
     } finally {
-      clearTimeout(timer);
+      watch.stop();
       clearTimeout(grace);
-      options.signal?.removeEventListener('abort', onAbort);
       this.pending = undefined;
     }
   }
@@ -169,5 +155,50 @@ export class ExecServer {
     if (this.ended) return;
     this.process.input.end();
     await this.process.destroy();
+  }
+}
+
+/**
+ * A sandbox's exec server, started on first use and again after it died; `undefined` from the first time it
+ * cannot start (the sandbox then runs each command the old way).
+ */
+export class LazyExecServer {
+  private server: ExecServer | undefined;
+  private starting: Promise<ExecServer | undefined> | undefined;
+  private broken = false;
+
+  constructor(
+    private readonly start: () => Promise<ExecServerProcess>,
+    /** Told why, when the server cannot start. */
+    private readonly onFailure: (message: string) => void,
+  ) {}
+
+  async get(): Promise<ExecServer | undefined> {
+    if (this.server?.alive) return this.server;
+    if (this.broken) return undefined;
+    this.starting ??= this.open().finally(() => {
+      this.starting = undefined;
+    });
+    return this.starting;
+  }
+
+  private async open(): Promise<ExecServer | undefined> {
+    let process: ExecServerProcess | undefined;
+    try {
+      process = await this.start();
+      this.server = await ExecServer.open(process);
+      return this.server;
+    } catch (e) {
+      await process?.discard?.();
+      this.broken = true;
+      this.onFailure(e instanceof Error ? e.message : String(e));
+      return undefined;
+    }
+  }
+
+  /** Ends the server, if one runs (its sandbox's processes with it). */
+  async close(): Promise<void> {
+    await this.starting;
+    await this.server?.close();
   }
 }

@@ -8,7 +8,7 @@ import { CappedOutput } from '../domain/cappedOutput';
 import type { InstanceSource } from '../domain/instance';
 import type { SandboxLimits } from '../domain/runConfig';
 import { createSandboxCgroup, removeSandboxCgroups, type SandboxCgroup } from './cgroupLimits';
-import { ExecServer, type ExecServerProcess, execServerArgv } from './execServer';
+import { type ExecServerProcess, execServerArgv, LazyExecServer } from './execServer';
 import { repoCacheDir, sandboxesDir, venvBin } from './paths';
 import {
   assertSandboxId,
@@ -16,12 +16,14 @@ import {
   type CreateSandboxRequest,
   type ExecOptions,
   type ExecResult,
+  execResult,
   isOrphan,
   newSandboxOwner,
   type Sandbox,
   type SandboxBackend,
   type SandboxOwner,
   type SweepScope,
+  watchForKill,
 } from './sandboxBackend';
 
 /**
@@ -172,9 +174,10 @@ export class LocalSandbox implements Sandbox {
     this.tmpDir = path.join(dir, 'tmp');
   }
 
-  private server: ExecServer | undefined;
-  private serverStarting: Promise<ExecServer | undefined> | undefined;
-  private serverBroken = false;
+  private readonly server = new LazyExecServer(
+    () => this.startExecServer(),
+    (why) => this.log(`[sandbox ${this.id}] no exec server (${why}); one namespace per command`),
+  );
 
   /**
    * Inside, the repository is always at `/testbed` (SWE-bench's place, as in task images): what the agent
@@ -302,27 +305,15 @@ export class LocalSandbox implements Sandbox {
   }
 
   async exec(command: string, options: ExecOptions): Promise<ExecResult> {
-    const server = this.useExecServer ? await this.execServer() : undefined;
+    const server = this.useExecServer ? await this.server.get() : undefined;
     if (server) return server.run(this.asSandboxUser(command), options);
     return this.execInOwnNamespace(command, options);
   }
 
-  /** The sandbox's exec server, started on first use (and again if it died); undefined if it cannot start. */
-  private async execServer(): Promise<ExecServer | undefined> {
-    if (this.server?.alive) return this.server;
-    if (this.serverBroken) return undefined;
-    this.serverStarting ??= this.startExecServer().finally(() => {
-      this.serverStarting = undefined;
-    });
-    return this.serverStarting;
-  }
-
-  private async startExecServer(): Promise<ExecServer | undefined> {
+  /** Starts the exec server inside a new bwrap of this sandbox (see `execServer.ts`). */
+  private async startExecServer(): Promise<ExecServerProcess> {
     const python = [path.join(venvBin(), 'python3'), '/usr/bin/python3'].find((p) => fsSync.existsSync(p));
-    if (!python) {
-      this.serverBroken = true;
-      return undefined;
-    }
+    if (!python) throw new Error('no python3 for it');
     // The server runs as the worker's user inside (root, usually) and keeps, besides what setpriv needs to
     // start each command as the sandbox user, CAP_KILL: the commands' processes are that user's.
     const args = this.bwrapArgs().slice(0, -1);
@@ -341,36 +332,28 @@ export class LocalSandbox implements Sandbox {
       child.once('close', () => resolve());
       child.once('error', () => resolve());
     });
-    const process_: ExecServerProcess = {
+    const destroy = async () => {
+      if (child.pid !== undefined) {
+        try {
+          process.kill(-child.pid, 'SIGKILL'); // bwrap's namespace, and every process in it, die with it
+        } catch {
+          // already gone
+        }
+      }
+      await exited;
+    };
+    return {
       input: child.stdin,
       output: child.stdout,
       stderrTail: () => stderrTail,
-      destroy: async () => {
-        if (child.pid !== undefined) {
-          try {
-            process.kill(-child.pid, 'SIGKILL'); // bwrap's namespace, and every process in it, die with it
-          } catch {
-            // already gone
-          }
-        }
-        await exited;
-      },
+      destroy,
+      discard: destroy,
     };
-    try {
-      this.server = await ExecServer.open(process_);
-      return this.server;
-    } catch (e) {
-      await process_.destroy();
-      this.serverBroken = true;
-      this.log(`[sandbox ${this.id}] no exec server (${(e as Error).message}); one namespace per command`);
-      return undefined;
-    }
   }
 
   /** Ends the exec server and every process in the sandbox. */
   async close(): Promise<void> {
-    await this.serverStarting;
-    await this.server?.close();
+    await this.server.close();
   }
 
   /** The command in a namespace of its own, which ends (and takes every process along) when it does. */
@@ -387,9 +370,8 @@ export class LocalSandbox implements Sandbox {
         env: launcher.env,
         stdio: ['pipe', 'pipe', 'pipe'],
       });
-      let timedOut = false;
       let settled = false;
-      const kill = () => {
+      const watch = watchForKill(options, () => {
         if (child.pid !== undefined) {
           try {
             process.kill(-child.pid, 'SIGKILL');
@@ -397,39 +379,23 @@ export class LocalSandbox implements Sandbox {
             // already gone
           }
         }
-      };
-      const timer = setTimeout(() => {
-        timedOut = true;
-        kill();
-      }, options.timeoutSec * 1000);
-      const onAbort = () => kill();
-      options.signal?.addEventListener('abort', onAbort, { once: true });
+      });
       child.stdout.on('data', (chunk: Buffer) => stdout.push(chunk));
       child.stderr.on('data', (chunk: Buffer) => stderr.push(chunk));
       child.stdin.on('error', () => {}); // the command may exit without reading its stdin
       child.stdin.end(options.stdin ?? '');
       child.on('error', (err) => {
-        clearTimeout(timer);
-        options.signal?.removeEventListener('abort', onAbort);
+        watch.stop();
         if (settled) return;
         settled = true;
         reject((err as NodeJS.ErrnoException).code === 'ENOENT' ? new BwrapMissingError() : err);
       });
       child.on('close', (code) => {
-        clearTimeout(timer);
-        options.signal?.removeEventListener('abort', onAbort);
+        watch.stop();
         if (settled) return;
         settled = true;
-        const killed = timedOut || options.signal?.aborted === true;
-        resolve({
-          exitCode: killed ? null : code,
-          stdout: stdout.text(),
-          stderr: stderr.text(),
-          timedOut,
-          durationMs: Math.round(performance.now() - started),
-          stdoutCutBytes: stdout.cutBytes,
-          stderrCutBytes: stderr.cutBytes,
-        });
+        const exitCode = watch.killed() ? null : code;
+        resolve(execResult({ stdout, stderr }, { exitCode, timedOut: watch.timedOut(), started }));
       });
     });
   }

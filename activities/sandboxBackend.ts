@@ -1,4 +1,5 @@
 import * as os from 'node:os';
+import type { CappedOutput } from '../domain/cappedOutput';
 import type { InstanceSource } from '../domain/instance';
 import type { DockerConfig, SandboxBackendName, SandboxLimits } from '../domain/runConfig';
 import { judgeSandbox } from '../domain/sandboxOrphans';
@@ -26,6 +27,48 @@ export interface ExecResult {
   /** Bytes cut from the middle of stdout / stderr by the output cap. */
   stdoutCutBytes: number;
   stderrCutBytes: number;
+}
+
+/** The result of a command whose output was collected in `stdout` / `stderr`, started at `started`. */
+export function execResult(
+  outputs: { stdout: CappedOutput; stderr: CappedOutput },
+  outcome: { exitCode: number | null; timedOut: boolean; started: number },
+): ExecResult {
+  return {
+    exitCode: outcome.exitCode,
+    stdout: outputs.stdout.text(),
+    stderr: outputs.stderr.text(),
+    timedOut: outcome.timedOut,
+    durationMs: Math.round(performance.now() - outcome.started),
+    stdoutCutBytes: outputs.stdout.cutBytes,
+    stderrCutBytes: outputs.stderr.cutBytes,
+  };
+}
+
+/**
+ * Calls `kill` when the command's time is up or its signal aborts. `killed()`: whether either happened (the
+ * result then has no exit code); `timedOut()`: whether it was the time; `stop()` ends the watch.
+ */
+export function watchForKill(
+  options: Pick<ExecOptions, 'timeoutSec' | 'signal'>,
+  kill: () => void,
+): { killed(): boolean; timedOut(): boolean; stop(): void } {
+  let timedOut = false;
+  const timer = setTimeout(() => {
+    timedOut = true;
+    kill();
+  }, options.timeoutSec * 1000);
+  const onAbort = () => kill();
+  options.signal?.addEventListener('abort', onAbort, { once: true });
+  if (options.signal?.aborted) kill();
+  return {
+    killed: () => timedOut || options.signal?.aborted === true,
+    timedOut: () => timedOut,
+    stop: () => {
+      clearTimeout(timer);
+      options.signal?.removeEventListener('abort', onAbort);
+    },
+  };
 }
 
 export interface Sandbox {

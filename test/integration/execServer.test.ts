@@ -98,6 +98,27 @@ function suite(
       }
     });
 
+    it('times out and aborts with and without the server, and the sandbox goes on', async () => {
+      const serverBefore = (await sandboxes.on!.exec(PARENT, OPTS)).stdout;
+      for (const mode of ['on', 'off'] as const) {
+        const s = sandboxes[mode]!;
+        const timedOut = await s.exec('echo before; sleep 120; echo after', { ...OPTS, timeoutSec: 1 });
+        expect(timedOut, mode).toMatchObject({ timedOut: true, exitCode: null, stdout: 'before\n' });
+        const controller = new AbortController();
+        controller.abort();
+        const aborted = await s.exec('sleep 120; echo after', {
+          ...OPTS,
+          timeoutSec: 600,
+          signal: controller.signal,
+        });
+        expect(aborted, mode).toMatchObject({ timedOut: false, exitCode: null, stdout: '' });
+        expect((await s.exec('echo next', OPTS)).stdout, mode).toBe('next\n');
+      }
+      // The server itself answered both kills (the same server runs on; a kill it missed would have ended
+      // with the server destroyed after its grace period).
+      expect((await sandboxes.on!.exec(PARENT, OPTS)).stdout).toBe(serverBefore);
+    });
+
     it('comes back when the server dies: the command in flight reads as killed, the next one runs', async () => {
       const s = sandboxes.on!;
       const first = (await s.exec(PARENT, OPTS)).stdout.split('\n')[0];
