@@ -7,15 +7,19 @@
  *   2. history per turn as the server counts it (`historySizeBytes`, events) on a long episode, and where
  *      that episode's turns spend their time, read from its history's event times (the server's clock):
  *      workflow and activity tasks waiting to be handed to a worker, and being worked on;
- *   3. pool throughput (turns/s) at 1, 8 and 32 concurrent rollouts.
+ *   3. pool throughput (turns/s) at 1, 8 and 32 concurrent rollouts;
+ *   4. the floor: a workflow calling a no-op activity on another queue in a loop (`benchNoopWorkflow.ts`),
+ *      ms per call, on the same server. A turn makes two such round trips (the policy call, the step).
  * Each turn runs `true` in the sandbox (the cheapest real command). Prints Markdown for BENCHMARKS.md.
  * BENCH_TURNS (default 100), BENCH_POOL_TURNS (20) and BENCH_POOL_SIZES (1,8,32) size it.
  */
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import type { Client } from '@temporalio/client';
 import { temporal } from '@temporalio/proto';
 import { MockActivityEnvironment } from '@temporalio/testing';
+import { NativeConnection, Worker } from '@temporalio/worker';
 import { ArtifactStore } from '../activities/artifacts';
 import { callPolicy, type PolicyTurn } from '../activities/llm';
 import { LocalSandboxBackend } from '../activities/localSandbox';
@@ -148,6 +152,9 @@ async function main() {
     const events = description.historyLength;
     const spent = timeByTransition(await temporal.client.workflow.getHandle(long.workflowId).fetchHistory());
 
+    // 4. The floor: a no-op activity round trip through the same server (its own small workers).
+    const noopMsPerCall = await noopRoundTrip(temporal.address, temporal.client, turns);
+
     // 3. Pool throughput.
     const throughput: { size: number; turnsPerSec: number }[] = [];
     for (const size of poolSizes) {
@@ -172,6 +179,10 @@ async function main() {
     );
     out();
     out(
+      `The floor on this server: a workflow calling a no-op activity in a loop takes ${noopMsPerCall.toFixed(1)} ms per call (${turns}-call minus 1-call workflows); a turn makes two such round trips, ${(2 * noopMsPerCall).toFixed(1)} ms.`,
+    );
+    out();
+    out(
       `Where a turn's time goes (the ${turns}-turn episode's history, the server's event times; ms per turn):`,
     );
     out();
@@ -188,6 +199,44 @@ async function main() {
     await temporal.close();
     await model.close();
   }
+}
+
+/** Milliseconds per no-op activity call of `noopLoopWorkflow`: (n calls − 1 call) / (n − 1), median of 3. */
+async function noopRoundTrip(address: string, client: Client, n: number): Promise<number> {
+  const connection = await NativeConnection.connect({ address });
+  const workflowQueue = `${PREFIX}-noop-wf`;
+  const activityQueue = `${PREFIX}-noop-act`;
+  const workflows = await Worker.create({
+    connection,
+    taskQueue: workflowQueue,
+    workflowsPath: require.resolve('./benchNoopWorkflow'),
+  });
+  const activities = await Worker.create({
+    connection,
+    taskQueue: activityQueue,
+    activities: { noop: async () => 1 },
+  });
+  const running = Promise.all([workflows.run(), activities.run()]);
+  let id = 0;
+  const timed = async (calls: number) => {
+    const started = performance.now();
+    await client.workflow.execute('noopLoopWorkflow', {
+      taskQueue: workflowQueue,
+      workflowId: `bench-noop-${id++}`,
+      args: [calls, activityQueue],
+    });
+    return performance.now() - started;
+  };
+  const samples: number[] = [];
+  try {
+    for (let round = 0; round < 3; round++) samples.push(((await timed(n)) - (await timed(1))) / (n - 1));
+  } finally {
+    workflows.shutdown();
+    activities.shutdown();
+    await running;
+    await connection.close();
+  }
+  return [...samples].sort((a, b) => a - b)[1]!;
 }
 
 /**
