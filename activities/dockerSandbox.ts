@@ -12,7 +12,7 @@ import {
 } from '../domain/dockerErrors';
 import type { DockerConfig } from '../domain/runConfig';
 import { dockerConfigSchema } from '../domain/runConfig';
-import { type ExecServerProcess, execServerArgv, LazyExecServer } from './execServer';
+import { type ExecServerProcess, execServerArgv, LazyExecServer, stderrTail } from './execServer';
 import {
   assertSandboxId,
   assertTmpName,
@@ -185,14 +185,10 @@ export class DockerSandbox implements Sandbox {
     (why) => this.log(`[sandbox ${this.id}] no exec server (${why}); a docker exec per command`),
   );
 
-  exec(command: string, options: ExecOptions): Promise<ExecResult> {
-    return this.run(command, options, options.stdin);
-  }
-
-  private async run(command: string, options: ExecOptions, stdin?: string | Buffer): Promise<ExecResult> {
+  async exec(command: string, options: ExecOptions): Promise<ExecResult> {
     const server = this.useExecServer ? await this.server.get() : undefined;
-    if (server) return server.run(['bash', '-c', command], { ...options, stdin });
-    return this.runInOwnExec(command, options, stdin);
+    if (server) return server.run(['bash', '-c', command], options);
+    return this.runInOwnExec(command, options);
   }
 
   /** Starts the exec server in the container: one `docker exec` with its stdin attached. */
@@ -208,14 +204,8 @@ export class DockerSandbox implements Sandbox {
     );
     const stream = await withDockerRetry(() => exec.start({ hijack: true, stdin: true }));
     const output = new PassThrough();
-    let stderrTail = '';
-    const errors = new Writable({
-      write(chunk: Buffer, _encoding, done) {
-        stderrTail = (stderrTail + chunk.toString('utf8')).slice(-4000);
-        done();
-      },
-    });
-    this.container.modem.demuxStream(stream, output, errors);
+    const errors = stderrTail();
+    this.container.modem.demuxStream(stream, output, errors.sink);
     const ended = new Promise<void>((resolve) => {
       const end = () => {
         output.end();
@@ -228,7 +218,7 @@ export class DockerSandbox implements Sandbox {
     return {
       input: stream,
       output,
-      stderrTail: () => stderrTail,
+      stderrTail: errors.text,
       destroy: async () => {
         await withDockerRetry(() => this.container.restart({ t: 0 }));
         (stream as unknown as { destroy?: () => void }).destroy?.();
@@ -238,11 +228,8 @@ export class DockerSandbox implements Sandbox {
   }
 
   /** The command in a `docker exec` of its own (images without python3). */
-  private async runInOwnExec(
-    command: string,
-    options: ExecOptions,
-    stdin?: string | Buffer,
-  ): Promise<ExecResult> {
+  private async runInOwnExec(command: string, options: ExecOptions): Promise<ExecResult> {
+    const { stdin } = options;
     const started = performance.now();
     const stdout = new CappedOutput(options.outputLimitBytes);
     const stderr = new CappedOutput(options.outputLimitBytes);
@@ -396,11 +383,11 @@ export class DockerSandbox implements Sandbox {
   async writeTmpFile(name: string, content: string | Buffer): Promise<string> {
     assertTmpName(name);
     const target = `/tmp/${name}`;
-    const result = await this.run(
-      `cat > ${target}`,
-      { timeoutSec: 60, outputLimitBytes: 4096 },
-      content.length > 0 ? content : undefined,
-    );
+    const result = await this.exec(`cat > ${target}`, {
+      timeoutSec: 60,
+      outputLimitBytes: 4096,
+      stdin: content,
+    });
     if (result.exitCode !== 0) throw new Error(`cannot write ${target}: ${result.stderr}`);
     return target;
   }

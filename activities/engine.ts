@@ -30,6 +30,8 @@ export interface EngineJobResult {
   last: EngineEvent | undefined;
   /** A training job's adapter in the artifact store (a directory manifest): it outlives the worker's disk. */
   adapterId?: string;
+  /** Where a training job wrote its adapter on the worker's disk (`trainingOutputs`). */
+  adapterDir?: string;
 }
 
 /** The newest checkpoint of a training job kept in the artifact store, under `checkpointRecordKey`. */
@@ -214,9 +216,10 @@ async function runEngineProcess(
     const outcome = engineOutcome(exitCode);
     if (outcome === 'done') {
       const adapterDir = request.command === 'train' ? trainingOutputs(config).adapter : null;
-      const adapterId =
-        adapterDir && fs.existsSync(adapterDir) ? (await putDirectory(store, adapterDir)).id : undefined;
-      return { jobDir, events, last, ...(adapterId ? { adapterId } : {}) };
+      if (adapterDir && fs.existsSync(adapterDir)) {
+        return { jobDir, events, last, adapterId: (await putDirectory(store, adapterDir)).id, adapterDir };
+      }
+      return { jobDir, events, last };
     }
     const message = `engine ${request.command} (${request.jobId}) exited with ${exitCode}: ${stderr.trim().split('\n').slice(-6).join('\n')}`;
     if (outcome === 'retryable') throw ApplicationFailure.retryable(message, 'EngineJobFailed');

@@ -11,7 +11,7 @@ Protocol, over its stdin and stdout (no network: containers have none):
   frames on stdout: one byte of kind, four bytes of big-endian length, the payload:
     r  ready, once at start: {"pid": <its pid>}
     o  bytes of the command's stdout        e  bytes of its stderr
-    x  the command ended: {"code": <exit status, 128+N when killed by signal N>, "swept": <bool>}
+    x  the command ended: {"code": <exit status, 128+N when killed by signal N>}
 
 One command at a time. When a command's process ends, every other process in the sandbox except those
 present when this server started (the namespace's init, the container's main process, this server) is
@@ -78,11 +78,12 @@ def other_processes():
 
 
 def sweep():
-    """Kills every unprotected process: stop them all, kill them all, until none is left. True when done."""
+    """Kills every unprotected process: stop them all, kill them all, until none is left (500 rounds at most;
+    what survives them is the worker's to end, by destroying the server)."""
     for _ in range(500):
-        victims = [p for p in other_processes() if p not in PROTECTED]
+        victims = other_processes()
         if not victims:
-            return True
+            return
         for sig in (signal.SIGSTOP, signal.SIGKILL):
             for pid in victims:
                 try:
@@ -91,7 +92,6 @@ def sweep():
                     if e.errno == errno.EPERM:
                         PROTECTED.add(pid)  # not ours to kill (another user's process)
         time.sleep(0.001)
-    return False
 
 
 def left_by_earlier_servers():
@@ -150,10 +150,9 @@ def run(request, control, wake):
         stdin_fd = None
     outputs = {proc.stdout.fileno(): b"o", proc.stderr.fileno(): b"e"}
     code = None
-    swept = False
     drained_at = None
     if take_kills():  # sent right behind the request (its signal had already aborted)
-        swept = sweep()
+        sweep()
     while outputs or code is None:
         readable = list(outputs) + [control, wake]
         writable = [stdin_fd] if stdin_fd is not None else []
@@ -178,13 +177,13 @@ def run(request, control, wake):
                 sweep()
                 sys.exit(0)  # the worker is gone
             if take_kills():
-                swept = sweep()
+                sweep()
         if w:
             try:
                 n = os.write(stdin_fd, pending_in[:CHUNK])
                 pending_in = pending_in[n:]
             except BlockingIOError:
-                n = 0
+                pass
             except BrokenPipeError:
                 pending_in = memoryview(b"")
             if not pending_in:
@@ -200,13 +199,13 @@ def run(request, control, wake):
             status = proc.poll()
             if status is not None:
                 code = status if status >= 0 else 128 - status
-                swept = sweep() or swept
+                sweep()
                 if stdin_fd is not None:
                     proc.stdin.close()
                     stdin_fd = None
     for stream in (proc.stdout, proc.stderr):
         stream.close()
-    frame(b"x", json.dumps({"code": code, "swept": swept}).encode())
+    frame(b"x", json.dumps({"code": code}).encode())
 
 
 def main():

@@ -1,6 +1,6 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import type { Readable, Writable } from 'node:stream';
+import { type Readable, Writable } from 'node:stream';
 import { CappedOutput } from '../domain/cappedOutput';
 import { type ExecOptions, type ExecResult, execResult, watchForKill } from './sandboxBackend';
 
@@ -17,6 +17,18 @@ export const EXEC_SERVER_SCRIPT = fs.readFileSync(path.join(__dirname, 'execServ
 /** The arguments that start the server with the sandbox's Python: isolated, no site packages. */
 export function execServerArgv(python: string): string[] {
   return [python, '-I', '-S', '-c', EXEC_SERVER_SCRIPT];
+}
+
+/** A sink that keeps the last `limit` characters written to it: a server's stderr, for error messages. */
+export function stderrTail(limit = 4000): { sink: Writable; text(): string } {
+  let tail = '';
+  const sink = new Writable({
+    write(chunk: Buffer, _encoding, done) {
+      tail = (tail + chunk.toString('utf8')).slice(-limit);
+      done();
+    },
+  });
+  return { sink, text: () => tail };
 }
 
 /** A started server process, as the backend sees it. */

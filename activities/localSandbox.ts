@@ -8,7 +8,7 @@ import { CappedOutput } from '../domain/cappedOutput';
 import type { InstanceSource } from '../domain/instance';
 import type { SandboxLimits } from '../domain/runConfig';
 import { createSandboxCgroup, removeSandboxCgroups, type SandboxCgroup } from './cgroupLimits';
-import { type ExecServerProcess, execServerArgv, LazyExecServer } from './execServer';
+import { type ExecServerProcess, execServerArgv, LazyExecServer, stderrTail } from './execServer';
 import { repoCacheDir, sandboxesDir, venvBin } from './paths';
 import {
   assertSandboxId,
@@ -324,10 +324,8 @@ export class LocalSandbox implements Sandbox {
       env: launcher.env,
       stdio: ['pipe', 'pipe', 'pipe'],
     });
-    let stderrTail = '';
-    child.stderr.on('data', (chunk: Buffer) => {
-      stderrTail = (stderrTail + chunk.toString('utf8')).slice(-4000);
-    });
+    const errors = stderrTail();
+    child.stderr.pipe(errors.sink);
     const exited = new Promise<void>((resolve) => {
       child.once('close', () => resolve());
       child.once('error', () => resolve());
@@ -345,7 +343,7 @@ export class LocalSandbox implements Sandbox {
     return {
       input: child.stdin,
       output: child.stdout,
-      stderrTail: () => stderrTail,
+      stderrTail: errors.text,
       destroy,
       discard: destroy,
     };

@@ -175,9 +175,13 @@ export async function sftStageWorkflow(input: StageInput): Promise<SftStageOutpu
   return { teacher: teacherRef, data, ...trainedAdapter(job) };
 }
 
-/** A finished training job's adapter: where the engine wrote it, and its copy in the artifact store. */
+/**
+ * A finished training job's adapter: where the engine wrote it, and its copy in the artifact store. Results
+ * recorded before jobs reported `adapterDir` had it at the default place, `<jobDir>/out/adapter`.
+ */
 function trainedAdapter(job: EngineJobResult): { adapter: string; adapterId: string | null; jobDir: string } {
-  return { adapter: `${job.jobDir}/out/adapter`, adapterId: job.adapterId ?? null, jobDir: job.jobDir };
+  const adapter = job.adapterDir ?? `${job.jobDir}/out/adapter`;
+  return { adapter, adapterId: job.adapterId ?? null, jobDir: job.jobDir };
 }
 
 // ---------------------------------------------------------------------------------------------------------
