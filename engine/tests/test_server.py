@@ -1,5 +1,6 @@
 """(f) The OpenAI-compatible server on the real SmolLM2-135M: a chat request with logprobs, a freshly
-trained adapter loaded at run time and served, unloaded again, and clear errors for bad requests."""
+trained adapter loaded at run time and served, unloaded again, and clear errors for bad requests. Every test
+runs on both runtimes (torch, llamacpp): they promise the same API."""
 
 import json
 import subprocess
@@ -23,9 +24,14 @@ def call(url: str, body: dict | None = None) -> tuple[int, object]:
         return e.code, json.loads(e.read().decode())
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    cfg = write_config(tmp_path_factory.mktemp("serve") / "serve.json", port=0)
+# llama.cpp on its exact path (F32 weights and KV cache, no flash attention); its F16 default is tested
+# with measured tolerances in test_server_llamacpp.py.
+RUNTIMES = {"torch": {}, "llamacpp": {"runtime": "llamacpp", "dtype": "float32"}}
+
+
+@pytest.fixture(scope="module", params=list(RUNTIMES))
+def server(tmp_path_factory, request):
+    cfg = write_config(tmp_path_factory.mktemp("serve") / "serve.json", port=0, **RUNTIMES[request.param])
     proc = subprocess.Popen([sys.executable, "-m", "entropo_engine", "serve", "--config", str(cfg)], cwd=ENGINE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     listening = json.loads(proc.stdout.readline())
     assert listening["event"] == "listening"
@@ -81,7 +87,10 @@ def test_serves_a_freshly_trained_adapter(server, tmp_path):
     base_lp = [t["logprob"] for t in base["choices"][0]["logprobs"]["content"]]
     tuned_lp = [t["logprob"] for t in tuned["choices"][0]["logprobs"]["content"]]
     assert base_lp != tuned_lp  # the adapter is really applied...
-    assert chat(server, "smollm2-135m", temperature=0, logprobs=True)[1]["choices"][0]["logprobs"] == base["choices"][0]["logprobs"]  # ...and only for its name
+    again = [t["logprob"] for t in chat(server, "smollm2-135m", temperature=0, logprobs=True)[1]["choices"][0]["logprobs"]["content"]]
+    # ...and only for its name: the base model's answer is unchanged, within the 1e-4 both runtimes promise
+    # (torch repeats it bit for bit; llama.cpp re-uses the cached prompt with kernels that round differently).
+    assert len(again) == len(base_lp) and max(abs(a - b) for a, b in zip(again, base_lp)) <= 1e-4
     assert call(f"{server[:-3]}/v1/unload_lora_adapter", {"lora_name": "sft-fresh"})[0] == 200
     status, err = chat(server, "sft-fresh")
     assert status == 404 and err["error"]["param"] == "model"
