@@ -78,6 +78,7 @@ def test_serves_a_freshly_trained_adapter(server, tmp_path):
     code, _, err = run_engine("train", "--config", str(cfg))
     assert code == 0, err
     adapter = tmp_path / "out" / "adapter"
+    _, before = chat(server, "smollm2-135m", temperature=0, logprobs=True)
     status, text = call(f"{server[:-3]}/v1/load_lora_adapter", {"lora_name": "sft-fresh", "lora_path": str(adapter)})
     assert status == 200 and "sft-fresh" in text
     assert "sft-fresh" in [m["id"] for m in call(f"{server}/models")[1]["data"]]
@@ -86,11 +87,11 @@ def test_serves_a_freshly_trained_adapter(server, tmp_path):
     assert status == 200
     base_lp = [t["logprob"] for t in base["choices"][0]["logprobs"]["content"]]
     tuned_lp = [t["logprob"] for t in tuned["choices"][0]["logprobs"]["content"]]
-    assert base_lp != tuned_lp  # the adapter is really applied...
-    again = [t["logprob"] for t in chat(server, "smollm2-135m", temperature=0, logprobs=True)[1]["choices"][0]["logprobs"]["content"]]
-    # ...and only for its name: the base model's answer is unchanged, within the 1e-4 both runtimes promise
-    # (torch repeats it bit for bit; llama.cpp re-uses the cached prompt with kernels that round differently).
-    assert len(again) == len(base_lp) and max(abs(a - b) for a, b in zip(again, base_lp)) <= 1e-4
+    assert max(abs(a - b) for a, b in zip(base_lp, tuned_lp)) > 1e-3  # the adapter is really applied...
+    # ...and only for its name: the base model answers as before the adapter was loaded, within the 1e-4 both
+    # runtimes promise (torch repeats it bit for bit; llama.cpp's kernels round a cached prompt differently).
+    before_lp = [t["logprob"] for t in before["choices"][0]["logprobs"]["content"]]
+    assert len(before_lp) == len(base_lp) and max(abs(a - b) for a, b in zip(before_lp, base_lp)) <= 1e-4
     assert call(f"{server[:-3]}/v1/unload_lora_adapter", {"lora_name": "sft-fresh"})[0] == 200
     status, err = chat(server, "sft-fresh")
     assert status == 404 and err["error"]["param"] == "model"
