@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds llama.cpp's llama-server and llama-quantize once (about 7 minutes on 2 cores) for the engine's
+# Builds llama.cpp's llama-server and llama-quantize once (5-8 minutes on 2 cores) for the engine's
 # `runtime: llamacpp`, and links the result into a venv as <venv>/llama.cpp.
 #
 # Source: the llama.cpp tree vendored in the MIT sdist `llama-cpp-python` on PyPI (the only registry that
@@ -18,10 +18,10 @@ if [ ! -x "$DEST/bin/llama-server" ]; then
   WORK=$(mktemp -d)
   trap 'rm -rf "$WORK"' EXIT
   echo "[llama.cpp] downloading the llama-cpp-python $VERSION sdist" >&2
-  "$VENV/bin/pip" download -q --disable-pip-version-check --no-deps --no-binary :all: "llama-cpp-python==$VERSION" -d "$WORK"
+  "$VENV/bin/pip" download -q --disable-pip-version-check --no-deps --no-binary llama-cpp-python "llama-cpp-python==$VERSION" -d "$WORK"
   tar xzf "$WORK/llama_cpp_python-$VERSION.tar.gz" -C "$WORK"
   SRC=$WORK/llama_cpp_python-$VERSION/vendor/llama.cpp
-  echo "[llama.cpp] building llama-server and llama-quantize into $DEST (once per machine, ~7 min on 2 cores)" >&2
+  echo "[llama.cpp] building llama-server and llama-quantize into $DEST (once per machine, 5-8 min on 2 cores)" >&2
   # Static, CPU only, no web UI (its prebuilt assets come from a hub), no HTTPS client.
   cmake -S "$SRC" -B "$WORK/build" -DCMAKE_BUILD_TYPE=Release -DBUILD_SHARED_LIBS=OFF -DGGML_NATIVE=ON \
     -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=ON -DLLAMA_BUILD_APP=OFF \

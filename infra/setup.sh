@@ -43,7 +43,7 @@ fi
 
 # The engine's llama.cpp runtime (serve runtime: llamacpp), built once per machine and cached.
 if [ ! -x .venv/llama.cpp/bin/llama-server ]; then
-  say "building llama.cpp for the engine's llamacpp runtime (once per machine: ~7 min on 2 cores, then cached)"
+  say "building llama.cpp for the engine's llamacpp runtime (once per machine: 5-8 min on 2 cores, then cached)"
 fi
 bash infra/build-llama-cpp.sh .venv
 

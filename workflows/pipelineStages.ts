@@ -90,7 +90,11 @@ async function withModelServer<T>(
   const served = config.model.servedName ?? config.model.base;
   const spec =
     config.serving.kind === 'engine'
-      ? { kind: 'engine' as const, model: config.model.base, config: { served_model_name: served } }
+      ? {
+          kind: 'engine' as const,
+          model: config.model.base,
+          config: { served_model_name: served, runtime: config.serving.runtime },
+        }
       : config.serving.kind === 'command'
         ? {
             kind: 'command' as const,

@@ -57,7 +57,7 @@ def runtime_file(*parts: str) -> Path:
     path = runtime_dir().joinpath(*parts)
     if not path.exists():
         raise InvalidInputError(
-            f"runtime llamacpp: {path} not found. `bash infra/setup.sh` builds llama.cpp once (about 7 minutes on 2 cores) "
+            f"runtime llamacpp: {path} not found. `bash infra/setup.sh` builds llama.cpp once (5-8 minutes on 2 cores) "
             f"and links it into the venv; or set ENTROPO_LLAMA_CPP to a directory built by infra/build-llama-cpp.sh"
         )
     return path

@@ -19,7 +19,7 @@ describe('parsePipelineConfig', () => {
     expect(config.tts.n).toBe(16);
     expect(config.tts.sampling).toMatchObject({ temperature: 0.7, topP: 0.8, topK: 20 });
     expect(config.selector).toEqual({ eta: 0.01, prefer: 'most-steps', regressionCheck: true });
-    expect(config.serving).toEqual({ kind: 'engine' });
+    expect(config.serving).toEqual({ kind: 'engine', runtime: 'torch' });
     expect(config.teacher).toEqual({ kind: 'demonstrator' });
     expect(config.baselines).toEqual([]);
     expect(parsePipelineConfig({ ...minimal, baselines: ['lambda0', 'sft', 'base'] }).baselines).toEqual([
