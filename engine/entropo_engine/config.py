@@ -125,7 +125,8 @@ class ServeConfig(Strict):
     # llama-server behind the same API (llamacpp.py), 2-6x faster on CPU, F16 weights unless dtype is float32.
     runtime: Literal["torch", "llamacpp"] = "torch"
     # llamacpp only: CPU threads (1 stays fast when sandboxes share the cores; 2+ spin at barriers then) and
-    # the KV cache shared by all running sequences, in tokens (SmolLM2 in f16: 23 KB per token).
+    # the KV cache in tokens (SmolLM2 in f16: 23 KB per token), split into kv_cache_tokens // context slots
+    # of the model's full context (8 for SmolLM2), at most max_running.
     threads: int = Field(1, ge=1)
     kv_cache_tokens: int = Field(65536, ge=256)
 
