@@ -42,7 +42,7 @@ export type TrainBudget = z.infer<ReturnType<typeof trainBudget>>;
 export const servingSchema = z.discriminatedUnion('kind', [
   /**
    * Our engine's OpenAI-compatible server, started by the gpu worker (the embedded default). `runtime`:
-   * `torch` (exact fp32 log-probs) or `llamacpp` (llama.cpp, 2-6x faster on a CPU; engine/README.md).
+   * `torch` (exact fp32 log-probs) or `llamacpp` (llama.cpp, faster on a CPU: BENCHMARKS.md; engine/README.md).
    */
   z.strictObject({ kind: z.literal('engine'), runtime: z.enum(['torch', 'llamacpp']).default('torch') }),
   /** A command the gpu worker starts, e.g. `vllm serve <model> --enable-lora --port 8000`. */

@@ -122,7 +122,7 @@ class ServeConfig(Strict):
     max_step_tokens: int = Field(256, ge=1)  # tokens per batched forward (decode tokens + prompt chunks)
     prefix_cache_mb: int = Field(2048, ge=0)  # KV kept across requests for prefix reuse (SmolLM2: 46 KB per token)
     # "torch": our batched PyTorch runtime (batching.py), exact fp32 log-probs. "llamacpp": llama.cpp's
-    # llama-server behind the same API (llamacpp.py), 2-6x faster on CPU, F16 weights unless dtype is float32.
+    # llama-server behind the same API (llamacpp.py), faster on a CPU, F16 weights unless dtype is float32.
     runtime: Literal["torch", "llamacpp"] = "torch"
     # llamacpp only: CPU threads (1 stays fast when sandboxes share the cores; 2+ spin at barriers then) and
     # the KV cache in tokens (SmolLM2 in f16: 23 KB per token), split into kv_cache_tokens // context slots
