@@ -1,8 +1,8 @@
 """The llama.cpp runtime (ServeConfig.runtime = "llamacpp"): llama.cpp's `llama-server` generates, behind the
 same OpenAI front as the PyTorch runtime (server.py: request checks, chat template, response, errors).
 
-Why: on 2 CPU cores it decodes 2.7x (8 conversations) to 5.8x (one request) faster than our PyTorch runtime
-(BENCHMARKS.md, "Engine inference"), with continuous batching and per-slot prefix reuse of its own.
+Why: on 2 CPU cores it decodes one request ~5x faster than our PyTorch runtime, and 8 long conversations 1.3x
+(BENCHMARKS.md, "Engine inference: the two runtimes"), with continuous batching and per-slot prefix reuse.
 
 What this file adds around it:
   - the binary: built once by infra/build-llama-cpp.sh from the llama.cpp sources in the MIT sdist
@@ -77,15 +77,14 @@ def _run(argv: list, what: str) -> None:
         raise InvalidInputError(f"{what} failed (exit {done.returncode}):\n{tail}")
 
 
-def served_gguf(spec: str, dtype: str) -> Path:
-    """The GGUF llama-server loads: the model's GGUF re-written once in the served precision."""
+def served_gguf(spec: str, dtype: str, model_dir: Path) -> Path:
+    """The GGUF llama-server loads: the model's GGUF re-written once in the served precision, beside the
+    model directory `resolve_model_dir` made from it (whose name already carries the GGUF's digest)."""
     source = bundled_smollm2_gguf() if spec == DEFAULT_MODEL else Path(spec)
     if source.suffix != ".gguf":
         raise InvalidInputError(f"model '{spec}': runtime llamacpp serves GGUF models (the default model or a .gguf path); use runtime torch")
-    if not source.is_file():
-        raise InvalidInputError(f"model '{spec}': GGUF file not found")
     kind = GGUF_TYPE[dtype]
-    target = entropo_home() / "models" / f"{source.stem}-{_digest([source])}.{kind}.gguf"
+    target = model_dir.with_name(f"{model_dir.name}.{kind}.gguf")
     if not target.is_file():
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_name(f"{target.name}.tmp-{os.getpid()}")
@@ -144,7 +143,7 @@ def read_choice(work: GenRequest, index: int, result: dict, eos: set[int]) -> Ch
         top = [(t["id"], t["logprob"]) for t in e.get("top_logprobs", [])[: work.top_logprobs]]
         choice.logprobs.append({"id": e["id"], "logprob": e["logprob"], "top": top})
     if result.get("stop_type") == "eos" and (not choice.tokens or choice.tokens[-1] not in eos):
-        choice.tokens.append(next(iter(sorted(eos))))  # llama.cpp leaves the end-of-sequence token out; we count it
+        choice.tokens.append(min(eos))  # llama.cpp leaves the end-of-sequence token out; we count it
     return choice
 
 
@@ -160,7 +159,7 @@ class LlamaCppHost(Host):
         self.context = AutoConfig.from_pretrained(self.model_dir).max_position_embeddings
         self.eos = eos_ids(GenerationConfig.from_pretrained(self.model_dir), self.tokenizer)
         self.binary = runtime_file("bin", "llama-server")
-        self.gguf = served_gguf(cfg.model, cfg.dtype)
+        self.gguf = served_gguf(cfg.model, cfg.dtype, self.model_dir)
         self.created = int(time.time())
         self.adapters: dict[str, str] = {}
         self.adapter_files: dict[str, Path] = {}
@@ -223,7 +222,7 @@ class LlamaCppHost(Host):
         argv = [str(self.binary), "-m", str(self.gguf), "--host", "127.0.0.1", "--port", str(self.port),
                 "--parallel", str(self.slots), "--no-kv-unified", "-c", str(self.slots * self.context),
                 "--threads", str(cfg.threads), "--threads-batch", str(cfg.threads), "--no-webui", "--alias", cfg.served_model_name]
-        # Prefix reuse: each of the max_running slots keeps its last conversation; the host-memory prompt cache
+        # Prefix reuse: each slot keeps its last conversation; the host-memory prompt cache
         # (--cache-ram) keeps more, but it ignores adapters (measured: an adapter's request was served from the
         # base model's cached prompt, 3.3 nats off), so it is on only while no adapter is loaded.
         argv += ["--cache-ram", str(cfg.prefix_cache_mb if not self.adapter_files else 0)]
