@@ -42,6 +42,7 @@ from .config import DEFAULT_MODEL, ServeConfig
 from .errors import InvalidInputError
 from .models import bundled_smollm2_gguf, entropo_home, load_tokenizer, resolve_model_dir
 from .server import Host, HttpError, Job, LoadAdapter, UnloadAdapter, eos_ids
+from .slots import SlotTable
 
 GGUF_TYPE = {"auto": "F16", "float32": "F32", "bfloat16": "BF16"}
 # llama.cpp's samplers beyond ours, turned off: the OpenAI/vLLM fields we accept have no counterpart for them.
@@ -117,7 +118,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def completion_body(work: GenRequest, index: int, lora: list[dict]) -> dict:
+def completion_body(work: GenRequest, index: int, lora: list[dict], slot: int = -1) -> dict:
     """llama-server's /completion request for one of a request's `n` choices. Sampling follows our order
     (temperature, top-k, top-p, min-p); log-probs are the raw distribution (post_sampling_probs off), as
     the PyTorch runtime and vLLM report them. A seeded request's choice i uses seed + i."""
@@ -128,7 +129,7 @@ def completion_body(work: GenRequest, index: int, lora: list[dict]) -> dict:
         "temperature": s.temperature, "top_k": max(s.top_k, 0), "top_p": s.top_p, "min_p": s.min_p,
         "samplers": ["temperature", "top_k", "top_p", "min_p"], "seed": seed, **SAMPLERS_OFF,
         "n_probs": max(work.top_logprobs, 1) if work.want_logprobs else 0, "post_sampling_probs": False,
-        "stop": work.stops, "ignore_eos": work.ignore_eos, "lora": lora,
+        "stop": work.stops, "ignore_eos": work.ignore_eos, "lora": lora, "id_slot": slot,
     }
 
 
@@ -166,8 +167,9 @@ class LlamaCppHost(Host):
         for name, path in cfg.adapters.items():
             self.check_new_adapter(LoadAdapter(lora_name=name, lora_path=path))
             self.adapter_files[name], self.adapters[name] = convert_adapter(path, cfg.model), path
-        # More running sequences than slots wait in llama-server's own queue.
+        # More running sequences than slots wait here for a slot (slots.py chooses which).
         self.slots = max(1, min(cfg.max_running, cfg.kv_cache_tokens // self.context))
+        self.slot_table = SlotTable(self.slots)
         self.lock = threading.Condition()
         self.outstanding = 0  # sequences sent to llama-server, or on their way
         self.paused = False  # a restart is waiting for the requests in flight, or running
@@ -254,6 +256,8 @@ class LlamaCppHost(Host):
                     if attempt == 2:
                         raise
             self.lora_ids = {name: i for i, name in enumerate(self.adapter_files)}
+            with self.lock:
+                self.slot_table.clear()
             self.counters["restarts"] += 1
         finally:
             with self.lock:
@@ -360,10 +364,20 @@ class LlamaCppHost(Host):
             self.counters["completion_tokens"] += sum(len(c.tokens) for c in work.choices)
 
     def _complete(self, work: GenRequest, index: int, lora: list[dict]) -> dict:
+        with self.lock:
+            while (slot := self.slot_table.choose(work.model, work.prompt)) is None:
+                self.lock.wait()
+        cached = None
         try:
-            status, body = self._request("POST", "/completion", completion_body(work, index, lora))
+            status, body = self._request("POST", "/completion", completion_body(work, index, lora, slot))
+            if status == 200:
+                cached = work.prompt + list(body.get("tokens") or [])
         except OSError as e:  # llama-server died mid-request; the control thread restarts it
             raise HttpError(503, f"the model runtime restarted ({e}); retry", "server_busy") from e
+        finally:
+            with self.lock:
+                self.slot_table.release(slot, work.model, cached)
+                self.lock.notify_all()
         if status != 200:
             message = body.get("error", {}).get("message", str(body)) if isinstance(body, dict) else str(body)
             raise HttpError(status if status < 500 else 500, f"llama-server: {message}", "server_error" if status >= 500 else "invalid_request_error")
