@@ -1,6 +1,6 @@
 """Serving benchmark for agent rollouts (`npm run bench:serve`), printed as Markdown for BENCHMARKS.md.
 
-One run measures, on the same machine, one after another, with the same environment (OMP_WAIT_POLICY=PASSIVE):
+One run measures, on the same machine, one after another, with the same environment (OMP_WAIT_POLICY=PASSIVE; the llamacpp runtime does not pass it on to llama-server):
   - the baseline, "today's server" of the issue: the engine before batching (`git archive BENCH_BASELINE_REV
     engine`, default b2bbd84^, whose server runs one request at a time through HF `generate`);
   - this tree's server, runtime torch (batched PyTorch, prefix_cache_mb 4096), at BENCH_TORCH_CONVS;

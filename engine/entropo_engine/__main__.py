@@ -43,19 +43,15 @@ def main(argv: list[str] | None = None) -> int:
 
             score(load_config(args.config, ScoreConfig))
         elif args.command == "serve":
+            # The model thread's tiny per-sequence ops stall for milliseconds in OpenMP's spin-wait barrier
+            # when other processes share the cores (measured: 1.4 s vs 0.1 s per decode step on a busy
+            # 2-core machine); a passive wait avoids that. Set before torch starts its thread pool. The llamacpp
+            # runtime starts llama-server without it (llamacpp.llama_server_env).
+            os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
             from .config import ServeConfig, load_config
-
-            cfg = load_config(args.config, ServeConfig)
-            if cfg.runtime == "torch":
-                # The model thread's tiny per-sequence ops stall for milliseconds in OpenMP's spin-wait barrier
-                # when other processes share the cores (measured: 1.4 s vs 0.1 s per decode step on a busy
-                # 2-core machine); a passive wait avoids that. Set before torch starts its thread pool. Not for
-                # llamacpp: llama-server inherits it, and its threads then sleep at every barrier (measured,
-                # threads 2: 33 tok/s decoding one request instead of 110).
-                os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
             from .server import serve
 
-            serve(cfg)
+            serve(load_config(args.config, ServeConfig))
         elif args.command == "convert-adapter":
             from .llamacpp import convert_adapter
 
