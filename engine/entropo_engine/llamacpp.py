@@ -124,10 +124,11 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def completion_body(work: GenRequest, index: int, lora: list[dict], slot: int = -1) -> dict:
+def completion_body(work: GenRequest, index: int, lora: list[dict], slot: int) -> dict:
     """llama-server's /completion request for one of a request's `n` choices. Sampling follows our order
     (temperature, top-k, top-p, min-p); log-probs are the raw distribution (post_sampling_probs off), as
-    the PyTorch runtime and vLLM report them. A seeded request's choice i uses seed + i."""
+    the PyTorch runtime and vLLM report them. A seeded request's choice i uses seed + i. `slot`: the one the
+    front chose (slots.py)."""
     s = work.sampling
     seed = (s.seed + index) % (1 << 32) if s.seed is not None else random.getrandbits(32)
     return {

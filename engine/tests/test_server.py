@@ -88,11 +88,11 @@ def test_serves_a_freshly_trained_adapter(server, tmp_path):
     base_lp = [t["logprob"] for t in base["choices"][0]["logprobs"]["content"]]
     tuned_lp = [t["logprob"] for t in tuned["choices"][0]["logprobs"]["content"]]
     assert max(abs(a - b) for a, b in zip(base_lp, tuned_lp)) > 1e-3  # the adapter is really applied...
-    again = chat(server, "smollm2-135m", temperature=0, logprobs=True)[1]["choices"][0]["logprobs"]
-    if call(f"{server[:-3]}/stats")[1].get("runtime") != "llamacpp":  # the original test's check, kept for torch
-        assert again == base["choices"][0]["logprobs"]  # ...and only for its name
-    # ...and only for its name: the base model answers as before the adapter was loaded, within the 1e-4 both
-    # runtimes promise (torch repeats it bit for bit; llama.cpp's kernels round a cached prompt differently).
+    # ...and only for its name. On torch the base model repeats its answer bit for bit after the adapter's request
+    # (the original check); llama.cpp's kernels round a cached prompt differently (~5e-7), so on both runtimes it
+    # also answers as before the adapter was loaded, within the 1e-4 both promise.
+    if call(f"{server[:-3]}/stats")[1].get("runtime") != "llamacpp":
+        assert chat(server, "smollm2-135m", temperature=0, logprobs=True)[1]["choices"][0]["logprobs"] == base["choices"][0]["logprobs"]
     before_lp = [t["logprob"] for t in before["choices"][0]["logprobs"]["content"]]
     assert len(before_lp) == len(base_lp) and max(abs(a - b) for a, b in zip(before_lp, base_lp)) <= 1e-4
     assert call(f"{server[:-3]}/v1/unload_lora_adapter", {"lora_name": "sft-fresh"})[0] == 200
