@@ -182,14 +182,47 @@ export async function ensureSearchAttributes(address: string, namespace = 'defau
   }
 }
 
+/**
+ * A free port on 127.0.0.1 below the kernel's ephemeral range. A port the kernel hands out (bind to 0, the
+ * local end of every outgoing connection) can be handed out again between our check and the server's bind;
+ * one below the range is taken only by a process that names it, so a test server keeps its port, also across
+ * restarts. Falls back to the kernel's choice if the range leaves no room below it.
+ */
 export async function freePort(): Promise<number> {
+  const ephemeralLow = ephemeralPortRange()[0];
+  const low = 10_000;
+  for (let attempt = 0; attempt < 50 && ephemeralLow - low > 1000; attempt++) {
+    const port = low + Math.floor(Math.random() * (ephemeralLow - low));
+    if (await canListen(port)) return port;
+  }
+  return listenOnce(0);
+}
+
+/** The kernel's ephemeral port range (Linux), or the IANA one where it cannot be read. */
+export function ephemeralPortRange(): [number, number] {
+  try {
+    const [low, high] = fs.readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/);
+    if (Number(low) > 0 && Number(high) >= Number(low)) return [Number(low), Number(high)];
+  } catch {}
+  return [49152, 65535];
+}
+
+function canListen(port: number): Promise<boolean> {
+  return listenOnce(port).then(
+    () => true,
+    () => false,
+  );
+}
+
+/** Listens on the port (0: the kernel chooses), closes, and returns the port. */
+function listenOnce(port: number): Promise<number> {
   return new Promise((resolve, reject) => {
     const server = net.createServer();
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close(() => resolve(port));
-    });
     server.once('error', reject);
+    server.listen(port, '127.0.0.1', () => {
+      const bound = (server.address() as net.AddressInfo).port;
+      server.close(() => resolve(bound));
+    });
   });
 }
 
@@ -252,6 +285,7 @@ export async function startDevServer(options: DevServerOptions = {}): Promise<De
   fs.mkdirSync(path.dirname(dbFile), { recursive: true });
   const logFile = options.logFile ?? `${dbFile}.log`;
   const log = fs.openSync(logFile, 'a');
+  const logStart = fs.fstatSync(log).size;
   const args = devServerArgs({ dbFile, port, namespace, uiPort: options.headless ? null : uiPort });
   // The server dies with its launcher, however the launcher ends: no orphan keeps the port. It runs in its
   // own process group, so a Ctrl-C at the terminal reaches the launcher, which stops it in order.
@@ -277,9 +311,7 @@ export async function startDevServer(options: DevServerOptions = {}): Promise<De
 
   const deadline = Date.now() + 60_000;
   while (!(await isTemporal(address, 1000))) {
-    if (exited !== undefined) {
-      throw new Error(`temporal server start-dev exited with code ${exited}; see ${logFile}`);
-    }
+    if (exited !== undefined) throw startFailure(exited, logFile, logStart);
     if (Date.now() > deadline) {
       await stopChild(child);
       throw new Error(`temporal server start-dev did not become healthy within 60s; see ${logFile}`);
@@ -295,6 +327,21 @@ export async function startDevServer(options: DevServerOptions = {}): Promise<De
     logFile,
     exited: exit,
   };
+}
+
+/** Raised when the server could not listen on a port something else took first. */
+export class DevServerPortTakenError extends Error {}
+
+/** Why the server exited while starting, from what it wrote to its log during this start. */
+function startFailure(code: number | null, logFile: string, logStart: number): Error {
+  const written = fs.readFileSync(logFile).subarray(logStart).toString('utf8');
+  const bind = written.match(/listen tcp [^\s"]+: bind: address already in use/);
+  if (bind) {
+    return new DevServerPortTakenError(
+      `temporal server start-dev could not listen (${bind[0]}); another process took the port; see ${logFile}`,
+    );
+  }
+  return new Error(`temporal server start-dev exited with code ${code}; see ${logFile}`);
 }
 
 /**

@@ -5,7 +5,7 @@ import { Client, Connection } from '@temporalio/client';
 import { DefaultLogger, NativeConnection, Runtime } from '@temporalio/worker';
 import { PROJECT_ROOT } from '../../activities/paths';
 import type { WorkerRole } from '../../domain/taskQueues';
-import { type DevServer, freePort, startDevServer } from '../../infra/devServer';
+import { type DevServer, DevServerPortTakenError, freePort, startDevServer } from '../../infra/devServer';
 import { createWorkerGroup, type WorkerGroup } from '../../workers/worker';
 
 /**
@@ -33,11 +33,7 @@ export function quietRuntime(): void {
 
 export async function startTestTemporal(home: string): Promise<TestTemporal> {
   quietRuntime();
-  const server = await startDevServer({
-    port: await freePort(),
-    headless: true,
-    dbFile: path.join(home, 'temporal.db'),
-  });
+  const server = await startOnFreePort(path.join(home, 'temporal.db'));
   const connection = await Connection.connect({ address: server.address });
   const client = new Client({ connection });
   return {
@@ -49,6 +45,20 @@ export async function startTestTemporal(home: string): Promise<TestTemporal> {
       await server.stop();
     },
   };
+}
+
+/**
+ * A port can still be taken between choosing it and the server's bind (the server's own internal ports are
+ * chosen by the kernel); then the launch is repeated on another free port.
+ */
+async function startOnFreePort(dbFile: string, attempts = 3): Promise<DevServer> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await startDevServer({ port: await freePort(), headless: true, dbFile });
+    } catch (error) {
+      if (!(error instanceof DevServerPortTakenError) || attempt >= attempts) throw error;
+    }
+  }
 }
 
 /** In-process workers (cpu + sandbox by default) for one queue prefix. */

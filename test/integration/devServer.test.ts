@@ -5,7 +5,9 @@ import * as path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { PROJECT_ROOT } from '../../activities/paths';
 import {
+  DevServerPortTakenError,
   devServerArgs,
+  ephemeralPortRange,
   freePort,
   isProcessAlive,
   isTemporal,
@@ -55,6 +57,22 @@ describe('embedded Temporal launcher', () => {
     await expect(startDevServer({ port, headless: true, dbFile: path.join(home, 'x.db') })).rejects.toThrow(
       `port ${port} is taken by something that is not a Temporal server`,
     );
+  });
+
+  it('says so when the port is taken between the check and the bind, and keeps test ports off the kernel range', async () => {
+    const port = await freePort();
+    expect(port).toBeLessThan(ephemeralPortRange()[0]); // never handed out to a connection or a bind to 0
+    // A socket bound but not listening: our check connects and is refused, the server's bind then fails, as
+    // when a port is taken in the gap between the two.
+    const holder = spawn('python3', [
+      '-c',
+      `import socket,sys,time\ns=socket.socket(); s.bind(("127.0.0.1", ${port})); print("bound", flush=True); time.sleep(600)`,
+    ]);
+    cleanups.push(async () => void holder.kill('SIGKILL'));
+    await new Promise<void>((resolve) => holder.stdout.once('data', () => resolve()));
+    const launch = startDevServer({ port, headless: true, dbFile: path.join(home, 'taken.db') });
+    await expect(launch).rejects.toBeInstanceOf(DevServerPortTakenError);
+    await expect(launch).rejects.toThrow(`127.0.0.1:${port}: bind: address already in use`);
   });
 });
 
