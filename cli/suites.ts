@@ -1,12 +1,12 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { PROJECT_ROOT } from '../activities/paths';
+import { readManifest, writeSuite } from '../activities/suiteFiles';
 import { type ImportFormat, importInstances } from '../domain/importers';
 import { parseInstancesOrThrow, type TaskInstance } from '../domain/instance';
 import { describeProblems, InvalidInputError } from '../domain/schemaErrors';
 import { type SplitBy, splitInstances } from '../domain/suiteSplit';
 import type { SuiteManifest } from '../domain/taskSuite';
-import { readManifest, writeSuite } from '../infra/suiteFiles';
 
 /**
  * `entropo tasks import | list | show | split` and the suite bookkeeping of `tasks validate`: a suite is a

@@ -10,8 +10,8 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { PROJECT_ROOT, venvBin } from '../activities/paths';
+import { buildSuite } from '../activities/taskBuilder';
 import { parseSuiteSpec, type SuitePackage } from '../domain/taskSuite';
-import { buildSuite } from './taskBuilder';
 
 const home = fs.mkdtempSync(path.join(os.tmpdir(), 'entropo-bench-tasks-'));
 process.env.ENTROPO_HOME = home;

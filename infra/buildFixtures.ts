@@ -11,8 +11,8 @@ import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { PROJECT_ROOT, venvBin } from '../activities/paths';
+import { fetchSdist } from '../activities/taskBuilder';
 import { parsePytestLog } from '../domain/testLog';
-import { fetchSdist } from './taskBuilder';
 
 interface BugSpec {
   instance_id: string;

@@ -19,6 +19,6 @@ echo "[test] lint + typecheck" >&2
 npx --no-install biome check .
 npx --no-install tsc --noEmit
 echo "[test] engine and task builder (pytest)" >&2
-.venv/bin/python -m pytest -q engine/tests infra/taskbuilder/tests
+.venv/bin/python -m pytest -q engine/tests activities/taskbuilder/tests
 echo "[test] vitest" >&2
 npx --no-install vitest run "$@"

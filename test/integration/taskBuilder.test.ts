@@ -6,10 +6,10 @@ import { ArtifactStore } from '../../activities/artifacts';
 import { LocalSandboxBackend } from '../../activities/localSandbox';
 import { PROJECT_ROOT } from '../../activities/paths';
 import { SandboxPool } from '../../activities/sandboxPool';
+import { buildSuite } from '../../activities/taskBuilder';
 import { parseInstancesOrThrow, type TaskInstance } from '../../domain/instance';
 import type { InvalidInputError } from '../../domain/schemaErrors';
 import { parseSuiteSpec, type SuiteManifest } from '../../domain/taskSuite';
-import { buildSuite } from '../../infra/taskBuilder';
 import { isolatedHome } from '../helpers/env';
 import { gradeWith, localHarness } from '../sandbox/suites';
 

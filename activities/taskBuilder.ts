@@ -4,7 +4,7 @@
  * For each pinned package of the spec:
  *   1. fetch its sdist from PyPI (pip checks the sha256), unpack it into a git repository (`upstream`);
  *   2. run its own tests once in a local sandbox with a tracer: per test, the functions it calls;
- *   3. list AST mutation sites in its source (`infra/taskbuilder/mutate.py`), keep those in functions some
+ *   3. list AST mutation sites in its source (`activities/taskbuilder/mutate.py`), keep those in functions some
  *      test calls, and try them in the seed's order: apply one, run the tests, keep it only when at least
  *      one test breaks and every broken test calls the mutated function (`domain/mutationVerdict.ts`);
  *   4. for a kept bug, commit the base (a root commit, fixed author and date, so the hash is the same on
@@ -19,9 +19,6 @@ import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { LocalSandboxBackend } from '../activities/localSandbox';
-import { entropoHome, PROJECT_ROOT, sandboxesDir, venvBin } from '../activities/paths';
-import type { ExecResult, Sandbox } from '../activities/sandboxBackend';
 import type { TaskInstance } from '../domain/instance';
 import {
   judgeMutation,
@@ -40,9 +37,12 @@ import {
   type SuiteSpec,
 } from '../domain/taskSuite';
 import { parsePytestLog, type TestStatusMap } from '../domain/testLog';
+import { LocalSandboxBackend } from './localSandbox';
+import { entropoHome, PROJECT_ROOT, sandboxesDir, venvBin } from './paths';
+import type { ExecResult, Sandbox } from './sandboxBackend';
 import { writeSuite } from './suiteFiles';
 
-const TASKBUILDER_DIR = path.join(PROJECT_ROOT, 'infra', 'taskbuilder');
+const TASKBUILDER_DIR = path.join(PROJECT_ROOT, 'activities', 'taskbuilder');
 const COMMIT_ENV = {
   GIT_AUTHOR_NAME: 'entropo tasks build',
   GIT_AUTHOR_EMAIL: 'tasks@entropo.invalid',
