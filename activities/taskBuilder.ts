@@ -52,6 +52,8 @@ const COMMIT_ENV = {
   GIT_COMMITTER_DATE: '2024-01-01T00:00:00Z',
 };
 const TEST_TIMEOUT_SEC = 120;
+/** Without `verbose`, a progress line every this many mutations instead of a line per refused one. */
+const PROGRESS_EVERY = 25;
 
 export interface MutationSite {
   kind: string;
@@ -185,6 +187,7 @@ async function buildPackage(
   backend: LocalSandboxBackend,
   log: Log,
   specDir: string,
+  verbose: boolean,
 ): Promise<PackageBuild> {
   const repo = path.join(outDir, 'repos', pkg.name);
   fs.rmSync(repo, { recursive: true, force: true });
@@ -263,6 +266,9 @@ async function buildPackage(
       const fnKey = `${site.file}::${site.function}`;
       if (usedFunctions.has(fnKey)) continue; // one task per function: a suite of distinct bugs
       build.tried++;
+      if (!verbose && build.tried % PROGRESS_EVERY === 0) {
+        log(`  ${pkg.name}: ${build.tried} mutations tried, ${build.instances.length} of ${pkg.tasks} kept`);
+      }
       const original = await sandbox.readFile(site.file);
       await sandbox.writeFile(site.file, applySite(original, site));
       const mutatedRun = await runTests(sandbox, testCommand);
@@ -278,9 +284,11 @@ async function buildPackage(
       });
       if (!verdict.keep) {
         refuse(verdict.broken.length === 0 ? 'breaks no test' : 'breaks unrelated tests');
-        log(
-          `  [${build.tried}] refused ${site.kind} in ${site.function} (${site.file}:${site.line}): ${verdict.reason}`,
-        );
+        if (verbose) {
+          log(
+            `  [${build.tried}] refused ${site.kind} in ${site.function} (${site.file}:${site.line}): ${verdict.reason}`,
+          );
+        }
         continue;
       }
       const instance = await makeInstance(pkg, repo, site, verdict.broken, unstable, backend, limits);
@@ -411,6 +419,8 @@ export async function buildSuite(
   log: Log = console.log,
   /** Where the spec file lives: local source paths resolve against it. */
   specDir: string = process.cwd(),
+  /** Log every refused mutation with its reason (otherwise counts, in the manifest and as progress). */
+  options: { verbose?: boolean } = {},
 ): Promise<SuiteManifest> {
   const started = performance.now();
   fs.mkdirSync(outDir, { recursive: true });
@@ -423,7 +433,7 @@ export async function buildSuite(
   let tried = 0;
   const refused: Record<string, number> = {};
   for (const pkg of spec.packages) {
-    const build = await buildPackage(pkg, spec, outDir, backend, log, specDir);
+    const build = await buildPackage(pkg, spec, outDir, backend, log, specDir, options.verbose ?? false);
     instances.push(...build.instances);
     tried += build.tried;
     for (const [reason, n] of Object.entries(build.refused)) refused[reason] = (refused[reason] ?? 0) + n;

@@ -206,10 +206,13 @@ tasks
     'build a procedural task suite (SWE-smith-style bugs in pinned PyPI packages) from a spec file',
   )
   .option('--out <dir>', 'suite directory (default: tasks/<suite name>)')
-  .action(async (specFile: string, options: { out?: string }) => {
+  .option('--verbose', 'log every refused mutation with its reason')
+  .action(async (specFile: string, options: { out?: string; verbose?: boolean }) => {
     const spec = parseSuiteSpec(readConfigDocument(specFile), specFile);
     const out = path.resolve(options.out ?? path.join('tasks', spec.name));
-    const manifest = await buildSuite(spec, out, log, path.dirname(path.resolve(specFile)));
+    const manifest = await buildSuite(spec, out, log, path.dirname(path.resolve(specFile)), {
+      verbose: options.verbose,
+    });
     log(`wrote ${path.join(out, manifest.instancesFile)} and manifest.json`);
   });
 

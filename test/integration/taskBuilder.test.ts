@@ -20,12 +20,12 @@ const logs: string[] = [];
 let manifest: SuiteManifest;
 let instances: TaskInstance[];
 
-async function build(out: string): Promise<SuiteManifest> {
-  return buildSuite(spec, out, (line) => logs.push(line), path.dirname(SPEC_FILE));
+async function build(out: string, logs: string[], verbose: boolean): Promise<SuiteManifest> {
+  return buildSuite(spec, out, (line) => logs.push(line), path.dirname(SPEC_FILE), { verbose });
 }
 
 beforeAll(async () => {
-  manifest = await build(path.join(home, 'a'));
+  manifest = await build(path.join(home, 'a'), logs, true);
   const file = path.join(home, 'a', 'instances.jsonl');
   instances = parseInstancesOrThrow(fs.readFileSync(file, 'utf8'), file).map((i) => ({
     ...i,
@@ -67,7 +67,11 @@ describe('procedural task builder', () => {
   });
 
   it('is deterministic: the same spec and seed give the same instances, base commits included', async () => {
-    await build(path.join(home, 'b'));
+    const quiet: string[] = [];
+    await build(path.join(home, 'b'), quiet, false);
+    // Without --verbose a refused mutation is counted, not logged line by line.
+    expect(quiet.join('\n')).not.toMatch(/refused/);
+    expect(quiet.join('\n')).toContain(`1 tasks from 1 packages; ${manifest.build!.tried} mutations tried`);
     const a = fs.readFileSync(path.join(home, 'a', 'instances.jsonl'), 'utf8');
     const b = fs.readFileSync(path.join(home, 'b', 'instances.jsonl'), 'utf8');
     expect(b).toBe(a);
