@@ -8,6 +8,7 @@
  *   node --import tsx infra/buildFixtures.ts --write   # …and (re)write instances.jsonl
  */
 import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { PROJECT_ROOT, venvBin } from '../activities/paths';
@@ -74,10 +75,49 @@ function runTests(repo: string, spec: FixtureSpec) {
   return parsePytestLog(sh(python, args, repo, true));
 }
 
+/** What the repository was built from: the bug specs, the pins, the instances and this builder. */
+function inputsDigest(): string {
+  const hash = createHash('sha256');
+  for (const file of [
+    path.join(FIXTURES, 'bugs.json'),
+    path.join(FIXTURES, 'instances.jsonl'),
+    path.join(PROJECT_ROOT, 'infra', 'task-sources.txt'),
+    __filename,
+  ]) {
+    hash.update(fs.existsSync(file) ? fs.readFileSync(file) : `missing ${file}`);
+  }
+  return hash.digest('hex');
+}
+
+/**
+ * The repository from an earlier build is still right: built from the same inputs, and every instance's
+ * branch still at its base commit (a commit id covers the whole tree). Then setup skips the rebuild.
+ */
+function upToDate(repo: string, stamp: string): boolean {
+  if (!fs.existsSync(stamp) || fs.readFileSync(stamp, 'utf8') !== inputsDigest()) return false;
+  const file = path.join(FIXTURES, 'instances.jsonl');
+  const instances = fs
+    .readFileSync(file, 'utf8')
+    .trim()
+    .split('\n')
+    .map((line) => JSON.parse(line) as { instance_id: string; base_commit: string });
+  return instances.every(
+    (i) =>
+      sh('git', ['rev-parse', '--verify', '-q', `${i.instance_id}^{commit}`], repo, true).trim() ===
+      i.base_commit,
+  );
+}
+
 function build(write: boolean): void {
   const spec = JSON.parse(fs.readFileSync(path.join(FIXTURES, 'bugs.json'), 'utf8')) as FixtureSpec;
-  const tarball = fixtureSdist(spec);
   const repo = path.join(FIXTURES, 'repos', spec.package);
+  const stamp = path.join(FIXTURES, 'repos', '.built-from');
+  if (!write && upToDate(repo, stamp)) {
+    process.stderr.write('  up to date\n');
+    return;
+  }
+  const tarball = fixtureSdist(spec);
+  fs.rmSync(stamp, { force: true });
   fs.rmSync(repo, { recursive: true, force: true });
   fs.mkdirSync(repo, { recursive: true });
   sh('tar', ['-xzf', tarball, '-C', repo, '--strip-components=1', '--no-same-owner'], repo);
@@ -147,6 +187,7 @@ function build(write: boolean): void {
       `${file} differs from what the builder produces here; rebuild it with --write and review the diff`,
     );
   }
+  fs.writeFileSync(stamp, inputsDigest());
 }
 
 build(process.argv.includes('--write'));

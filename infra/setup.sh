@@ -47,7 +47,7 @@ if [ ! -x .venv/llama.cpp/bin/llama-server ]; then
 fi
 bash infra/build-llama-cpp.sh .venv
 
-say "building task fixture repositories"
+say "building task fixture repositories (skipped when built from the same inputs)"
 node --import ./node_modules/tsx/dist/loader.mjs infra/buildFixtures.ts
 
 # The bundled suites, built from pinned PyPI sdists by the procedural builder; rebuilt when a spec changes.
