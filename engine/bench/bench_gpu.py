@@ -40,6 +40,9 @@ SHAPES = {
     # Qwen3-4B-like: 36 layers, d 2560, 32 query heads / 8 KV heads of 128, MLP 9728, vocab 151936.
     "4b": dict(hidden_size=2560, intermediate_size=9728, num_hidden_layers=36, num_attention_heads=32,
                num_key_value_heads=8, head_dim=128, vocab_size=151936),
+    # SmolLM2-135M (the model the CPU quickstart trains): 30 layers, d 576, 9 query / 3 KV heads of 64.
+    "135m": dict(hidden_size=576, intermediate_size=1536, num_hidden_layers=30, num_attention_heads=9,
+                 num_key_value_heads=3, head_dim=64, vocab_size=49152, tie_word_embeddings=True),
     "smoke": dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
                   num_key_value_heads=2, head_dim=16, vocab_size=1024),
 }
@@ -141,27 +144,33 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--cases", default="2048:6144,4096:12288", help="prefix:tail token counts per case")
     parser.add_argument("--profile", action="store_true", help="also profile one step per case and mode")
+    parser.add_argument("--cpu", action="store_true",
+                        help="the SmolLM2-135M shape on CPU in float32, without gradient checkpointing (the trainer's "
+                             "CPU defaults): does sharing the prefix pay there?")
     args = parser.parse_args()
-    device = torch.device("cpu" if args.smoke else "cuda")
+    device = torch.device("cpu" if args.smoke or args.cpu else "cuda")
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise SystemExit("no CUDA device: run with --smoke for a CPU check of the script")
-    dtype = torch.float32 if args.smoke else torch.bfloat16
+        raise SystemExit("no CUDA device: run with --smoke or --cpu")
+    dtype = torch.float32 if device.type == "cpu" else torch.bfloat16
     cases = [(64, 192)] if args.smoke else [tuple(map(int, c.split(":"))) for c in args.cases.split(",")]
-    model, config, n_params = build_model("smoke" if args.smoke else "4b", device, dtype, checkpointing=True)
+    shape = "smoke" if args.smoke else "135m" if args.cpu else "4b"
+    model, config, n_params = build_model(shape, device, dtype, checkpointing=not args.cpu)
     peak, device_name = peak_tflops(device)
     print(f"Device: {device_name}; torch {torch.__version__}; model: {n_params / 1e9:.2f}B params random weights "
           f"({config.num_hidden_layers} layers, d={config.hidden_size}, vocab {config.vocab_size}), {str(dtype).removeprefix('torch.')}, "
-          "gradient checkpointing, LoRA r8 all-linear\n")
+          f"{'' if args.cpu else 'gradient checkpointing, '}LoRA r8 all-linear\n")
     print("| trajectory tokens (prefix + tail) | prefix | step s | tokens/s | peak GiB | MFU |")
     print("| --- | --- | ---: | ---: | ---: | ---: |")
     notes: list[str] = []
     for prefix, tail in cases:
         chosen, rejected = make_pair(prefix, tail, config.vocab_size, seed=prefix + tail)
         flops = useful_flops(n_params, config, [len(chosen), len(rejected)])
-        started = time.perf_counter()
         packed_len = len(packed_pair(chosen, rejected)[0])
-        notes.append(f"{prefix} + {tail}: packed pair {packed_len} tokens; building its (L×L) mask on the host "
-                     f"(inside every shared step) took {time.perf_counter() - started:.2f} s")
+        with torch.no_grad():  # the two modes must compute the same thing (to the dtype's rounding)
+            shared_lp = [s.logp.item() for s in pair_logps(model, chosen, rejected, chunk=2048, share_prefix=True)[:2]]
+            apart_lp = [s.logp.item() for s in pair_logps(model, chosen, rejected, chunk=2048, share_prefix=False)[:2]]
+        notes.append(f"{prefix} + {tail}: packed pair {packed_len} tokens; summed log-probs (chosen, rejected) "
+                     f"shared {shared_lp[0]:.2f}, {shared_lp[1]:.2f} vs apart {apart_lp[0]:.2f}, {apart_lp[1]:.2f}")
         results = {}
         for share in (False, True):
             mode = "shared once" if share else "run twice"

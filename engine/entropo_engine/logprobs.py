@@ -6,9 +6,9 @@ recomputed in the backward pass instead of being stored.
 
 A preference pair's chosen and rejected trajectories share their system+task prefix (and often early
 turns). `pair_logps` runs that prefix once: it packs [prefix, chosen tail, rejected tail] into one
-sequence with a block attention mask (the rejected tail sees the prefix and itself, never the chosen
-tail) and position ids that restart after the prefix, so every token sees exactly the context it would
-see alone.
+sequence with position ids that restart after the prefix, and `pair_attention` lets the rejected tail
+see the prefix and itself, never the chosen tail, so every token sees exactly the context it would see
+alone.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from torch.utils.checkpoint import checkpoint
 
 from .data import Tokenized
 from .models import decoder_and_head
+from .pair_attention import pair_call_kwargs, use_pair_attention
 
 
 @dataclass
@@ -63,14 +64,15 @@ def token_logps(head, hidden: torch.Tensor, positions: torch.Tensor, targets: to
     return torch.cat(logps), torch.cat(entropies)
 
 
-def _hidden(model, input_ids: list[int], position_ids: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None):
+def _hidden(model, input_ids: list[int], position_ids: torch.Tensor | None = None, **pair):
+    """The decoder's last hidden states (L, d) of one unpadded sequence (`pair`: a packed pair's arguments)."""
     body, _ = decoder_and_head(model)
     device = next(model.parameters()).device
     out = body(
         input_ids=torch.tensor([input_ids], device=device),
         position_ids=None if position_ids is None else position_ids.unsqueeze(0).to(device),
-        attention_mask=None if attention_mask is None else attention_mask.to(device),
         use_cache=False,
+        **pair,
     )
     return out.last_hidden_state[0]
 
@@ -93,19 +95,17 @@ def shared_prefix_length(a: list[int], b: list[int]) -> int:
     return n
 
 
-def packed_pair(chosen: Tokenized, rejected: Tokenized) -> tuple[list[int], torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, int]:
-    """Packs [prefix, chosen tail, rejected tail]. Returns ids, position ids, a (1, 1, L, L) boolean
-    attention mask (True = may attend), each branch's packed index of its own tokens, and the prefix length."""
+def packed_pair(chosen: Tokenized, rejected: Tokenized) -> tuple[list[int], torch.Tensor, torch.Tensor, torch.Tensor, int]:
+    """Packs [prefix, chosen tail, rejected tail]. Returns ids, position ids, each branch's packed index of
+    its own tokens, and the prefix length. Who sees whom is `pair_attention`'s: the rejected tail sees the
+    prefix and itself, never the chosen tail."""
     n = shared_prefix_length(chosen.input_ids, rejected.input_ids)
     lc, lr = len(chosen), len(rejected)
     ids = chosen.input_ids + rejected.input_ids[n:]
-    total = len(ids)
     positions = torch.cat([torch.arange(lc), torch.arange(n, lr)])
-    allowed = torch.tril(torch.ones(total, total, dtype=torch.bool))
-    allowed[lc:, n:lc] = False  # the rejected tail never sees the chosen tail
     chosen_index = torch.arange(lc)
-    rejected_index = torch.cat([torch.arange(n), torch.arange(lc, total)])
-    return ids, positions, allowed[None, None], chosen_index, rejected_index, n
+    rejected_index = torch.cat([torch.arange(n), torch.arange(lc, len(ids))])
+    return ids, positions, chosen_index, rejected_index, n
 
 
 def pair_logps(model, chosen: Tokenized, rejected: Tokenized, chunk: int = 1024, share_prefix: bool = True) -> tuple[SeqLogps, SeqLogps, int]:
@@ -114,8 +114,10 @@ def pair_logps(model, chosen: Tokenized, rejected: Tokenized, chunk: int = 1024,
     if not share_prefix:
         return sequence_logps(model, chosen, chunk), sequence_logps(model, rejected, chunk), 0
     _, head = decoder_and_head(model)
-    ids, positions, mask, chosen_index, rejected_index, n = packed_pair(chosen, rejected)
-    hidden = _hidden(model, ids, positions, mask)
+    ids, positions, chosen_index, rejected_index, n = packed_pair(chosen, rejected)
+    use_pair_attention(model)
+    device = next(model.parameters()).device
+    hidden = _hidden(model, ids, positions, **pair_call_kwargs(n, len(chosen), device))
     out = []
     for tok, index in ((chosen, chosen_index), (rejected, rejected_index)):
         pos, targets = _targets(tok, index)

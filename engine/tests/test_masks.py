@@ -67,6 +67,28 @@ def test_shared_prefix_once_equals_twice(tokenizer, tiny_model):
     assert worst < 1e-5, worst
 
 
+def test_shared_prefix_under_gradient_checkpointing_and_adapters(tokenizer):
+    """The backward pass recomputes each layer: the pair's attention must be the same there (a plain causal
+    recomputation would let the rejected tail see the chosen tail and the gradients would differ)."""
+    from conftest import make_tiny_model
+    from entropo_engine.models import add_lora
+
+    model = make_tiny_model(len(tokenizer), seed=3)
+    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    model = add_lora(model, 4, 8, 0.0, "all-linear")
+    model.train()
+    chosen = tokenize_messages(tokenizer, trajectory(6, turns=3))
+    rejected = tokenize_messages(tokenizer, trajectory(7, turns=4))
+    params = [p for p in model.parameters() if p.requires_grad]
+    grads = []
+    for share in (True, False):
+        c, r, shared = pair_logps(model, chosen, rejected, chunk=16, share_prefix=share)
+        assert (shared > 20) == share
+        grads.append(torch.autograd.grad((c.logp - 2 * r.logp), params))
+    worst = max(float((a - b).abs().max() / b.abs().max().clamp_min(1e-12)) for a, b in zip(*grads))
+    assert worst < 1e-5, worst
+
+
 def test_cut_middle_keeps_prefix_and_end_and_reports(tokenizer):
     msgs = trajectory(5, turns=6)
     full = tokenize_messages(tokenizer, msgs)
