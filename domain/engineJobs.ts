@@ -34,6 +34,7 @@ function trainConfig(
     seed,
     checkpoint_every: budget.checkpointEvery,
     gradient_checkpointing: budget.gradientCheckpointing,
+    compile_layers: budget.compileLayers,
   };
 }
 

@@ -144,6 +144,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--cases", default="2048:6144,4096:12288", help="prefix:tail token counts per case")
     parser.add_argument("--profile", action="store_true", help="also profile one step per case and mode")
+    parser.add_argument("--compile", action="store_true",
+                        help="torch.compile each decoder layer (dynamic shapes), as an experiment")
     parser.add_argument("--cpu", action="store_true",
                         help="the SmolLM2-135M shape on CPU in float32, without gradient checkpointing (the trainer's "
                              "CPU defaults): does sharing the prefix pay there?")
@@ -155,6 +157,9 @@ def main() -> None:
     cases = [(64, 192)] if args.smoke else [tuple(map(int, c.split(":"))) for c in args.cases.split(",")]
     shape = "smoke" if args.smoke else "135m" if args.cpu else "4b"
     model, config, n_params = build_model(shape, device, dtype, checkpointing=not args.cpu)
+    if args.compile:
+        for layer in model.base_model.model.model.layers:
+            layer.compile(dynamic=True)
     peak, device_name = peak_tflops(device)
     print(f"Device: {device_name}; torch {torch.__version__}; model: {n_params / 1e9:.2f}B params random weights "
           f"({config.num_hidden_layers} layers, d={config.hidden_size}, vocab {config.vocab_size}), {str(dtype).removeprefix('torch.')}, "
@@ -175,7 +180,9 @@ def main() -> None:
         for share in (False, True):
             mode = "shared once" if share else "run twice"
             try:
-                step(model, chosen, rejected, share, chunk=2048)  # warm-up (kernels, allocator)
+                started = time.perf_counter()
+                step(model, chosen, rejected, share, chunk=2048)  # warm-up (kernels, allocator, compilation)
+                notes.append(f"{prefix} + {tail} {mode}: warm-up step {time.perf_counter() - started:.1f} s")
                 model.zero_grad(set_to_none=True)
                 gc.collect()
                 if device.type == "cuda":

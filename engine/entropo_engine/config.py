@@ -76,6 +76,10 @@ class TrainConfig(Strict):
     checkpoint_every: int = Field(50, ge=1)
     keep_checkpoints: int = Field(2, ge=1)
     gradient_checkpointing: bool = False
+    # torch.compile each decoder layer (dynamic shapes): fuses the elementwise work around the matrix
+    # products. One-time compile (~80 s for a 4B model on an H100), then 1.40-1.51x per step there
+    # (BENCHMARKS.md); off by default: on a 2-core CPU the compile costs more than short jobs gain.
+    compile_layers: bool = False
     # Share the system+task prefix of a pair's chosen and rejected trajectories in one forward pass.
     share_prefix: bool = True
     dtype: Literal["auto", "float32", "bfloat16"] = "auto"

@@ -123,6 +123,21 @@ def add_lora(model, rank: int, alpha: float, dropout: float, target_modules, ini
     return get_peft_model(model, config)
 
 
+def compile_decoder_layers(model) -> None:
+    """torch.compile every decoder layer (regional compilation: the layers share one compiled graph, and
+    parameter names, so adapters, stay as they were). Dynamic shapes: trajectories differ in length."""
+    body, _ = decoder_and_head(model)
+    for layer in body.layers:
+        layer.compile(dynamic=True)
+
+
+def compiled_graphs() -> int:
+    """Graphs torch.compile has compiled in this process (0 when nothing was compiled)."""
+    from torch._dynamo.utils import counters
+
+    return int(counters["stats"]["unique_graphs"])
+
+
 def decoder_and_head(model):
     """The transformer body and the output projection, through a peft wrapper if there is one.
     LoRA layers are injected into the body's modules, so calling the body runs them."""

@@ -34,7 +34,7 @@ from .errors import InvalidInputError, NumericalError
 from .events import emit
 from .examples import Example, build_examples, mismatched_tokens, schedule
 from .logprobs import next_token_logprobs, pair_logps, sequence_logps
-from .models import add_lora, load_causal_lm, load_tokenizer, pick_device, pick_dtype, resolve_model_dir
+from .models import add_lora, compile_decoder_layers, compiled_graphs, load_causal_lm, load_tokenizer, pick_device, pick_dtype, resolve_model_dir
 
 
 def peak_memory_mb(device: torch.device) -> float:
@@ -87,6 +87,8 @@ class Trainer:
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.config.use_cache = False
         self.model = add_lora(model, cfg.lora.rank, cfg.lora.alpha, cfg.lora.dropout, cfg.lora.target_modules, cfg.init_adapter)
+        if cfg.compile_layers:
+            compile_decoder_layers(self.model)
         self.model.train()
         params = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(params, lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
@@ -334,7 +336,7 @@ class Trainer:
             "final": history[-1] if history else None, "history": history,
             "tokens_per_s": round(tokens_total / seconds_total, 1) if seconds_total else None,
             "peak_memory_mb": round(peak_memory_mb(self.device), 1), "truncation": self.report.as_dict(),
-            "adapter_dir": str(adapter_dir),
+            "adapter_dir": str(adapter_dir), "compiled_graphs": compiled_graphs(),
         }
         _atomic_write_json(self.out / "metrics.json", metrics)
         emit("done", adapter_dir=str(adapter_dir), metrics=str(self.out / "metrics.json"))

@@ -78,7 +78,7 @@ describe('stage keys', () => {
 describe('engine job configs', () => {
   const config = parsePipelineConfig({
     ...minimal,
-    entropo: { mode: 'kto', lambda: 0.5, train: { maxSteps: 8, batchSize: 2 } },
+    entropo: { mode: 'kto', lambda: 0.5, train: { maxSteps: 8, batchSize: 2, compileLayers: true } },
     sft: { train: { maxSteps: 3 } },
   });
 
@@ -88,6 +88,7 @@ describe('engine job configs', () => {
       model: 'smollm2-135m',
       data: { path: '/d/sft.jsonl' },
       optim: { max_steps: 3, lr: 1e-4 },
+      compile_layers: false, // off unless asked for
     });
     expect(entropoJob(config, '/d/kto.jsonl', '/a/sft')).toMatchObject({
       mode: 'entropo-kto',
@@ -95,6 +96,7 @@ describe('engine job configs', () => {
       beta: 0.1,
       lambda: 0.5,
       optim: { max_steps: 8, batch_size: 2 },
+      compile_layers: true,
     });
     expect(entropoJob(config, '/d/kto.jsonl', '/a/sft', 0)).toMatchObject({ lambda: 0 });
     expect(verifierJob(config, '/d/v.jsonl')).toMatchObject({
