@@ -152,8 +152,13 @@ class Trainer:
             ref_model = self.model
         logps = {}
         was_training = ref_model.training
-        ref_model.eval()
-        with torch.no_grad():
+        # Compiled layers round differently in an eval / no-grad graph than in the training graph, by about a
+        # nat over a long bf16 trajectory: the reference would then differ from the policy at the first step.
+        # Without dropout the policy's own graph gives the reference exactly (BENCHMARKS.md, compiled layers).
+        same_graph = self.cfg.compile_layers and ref_model is self.model and self.cfg.lora.dropout == 0
+        if not same_graph:
+            ref_model.eval()
+        with torch.enable_grad() if same_graph else torch.no_grad():
             for n, key in enumerate(keys):
                 logps[str(key)] = float(sequence_logps(ref_model, self._tokens_for(key), self.cfg.logits_chunk).logp)
                 if (n + 1) % 50 == 0:
