@@ -154,7 +154,8 @@ class Trainer:
         was_training = ref_model.training
         # Compiled layers round differently in an eval / no-grad graph than in the training graph, by about a
         # nat over a long bf16 trajectory: the reference would then differ from the policy at the first step.
-        # Without dropout the policy's own graph gives the reference exactly (BENCHMARKS.md, compiled layers).
+        # Without dropout the reference can run through the policy's own training graph, which leaves only
+        # the packed pair vs separate sequences (BENCHMARKS.md, "Compiled decoder layers").
         same_graph = self.cfg.compile_layers and ref_model is self.model and self.cfg.lora.dropout == 0
         if not same_graph:
             ref_model.eval()
