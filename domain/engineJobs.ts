@@ -34,7 +34,8 @@ function trainConfig(
     seed,
     checkpoint_every: budget.checkpointEvery,
     gradient_checkpointing: budget.gradientCheckpointing,
-    compile_layers: budget.compileLayers,
+    // Only when asked for: the job config is hashed into the stage's job id.
+    ...(budget.compileLayers ? { compile_layers: true } : {}),
   };
 }
 

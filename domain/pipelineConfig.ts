@@ -35,8 +35,12 @@ const trainBudget = (lr: number) =>
     checkpointEvery: z.number().int().min(1).default(50),
     lora: loraSchema.prefault({}),
     gradientCheckpointing: z.boolean().default(false),
-    /** torch.compile each decoder layer: 1.40-1.51x a step on an H100 after a one-time compile (BENCHMARKS.md). */
-    compileLayers: z.boolean().default(false),
+    /**
+     * torch.compile each decoder layer: 1.40-1.63x a step on an H100 after a one-time compile (BENCHMARKS.md).
+     * Off when absent. No default written into the parsed config: the config is part of each stage's key, and
+     * runs recorded before this field existed must keep their keys (replay, stage reuse).
+     */
+    compileLayers: z.boolean().optional(),
   });
 export type TrainBudget = z.infer<ReturnType<typeof trainBudget>>;
 

@@ -88,8 +88,10 @@ describe('engine job configs', () => {
       model: 'smollm2-135m',
       data: { path: '/d/sft.jsonl' },
       optim: { max_steps: 3, lr: 1e-4 },
-      compile_layers: false, // off unless asked for
     });
+    // Off unless asked for, and then absent: the job config is part of the stage's key.
+    expect(sftJob(config, '/d/sft.jsonl')).not.toHaveProperty('compile_layers');
+    expect(config.sft.train).not.toHaveProperty('compileLayers');
     expect(entropoJob(config, '/d/kto.jsonl', '/a/sft')).toMatchObject({
       mode: 'entropo-kto',
       init_adapter: '/a/sft',
