@@ -32,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from entropo_engine.data import Tokenized  # noqa: E402
 from entropo_engine.logprobs import packed_pair, pair_logps  # noqa: E402
 from entropo_engine.losses import entropo_dpo_loss  # noqa: E402
+from entropo_engine.models import compile_decoder_layers  # noqa: E402
 
 # Dense (no sparsity) bf16 tensor-core peaks; checked in order, so "H100 PCIe" wins over "H100" (SXM).
 PEAK_BF16_TFLOPS = {"H200": 989.0, "H100 PCIe": 756.0, "H100": 989.0, "A100": 312.0, "L40S": 362.0, "A10": 125.0}
@@ -158,8 +159,7 @@ def main() -> None:
     shape = "smoke" if args.smoke else "135m" if args.cpu else "4b"
     model, config, n_params = build_model(shape, device, dtype, checkpointing=not args.cpu)
     if args.compile:
-        for layer in model.base_model.model.model.layers:
-            layer.compile(dynamic=True)
+        compile_decoder_layers(model)  # what the trainer's compile_layers does
     peak, device_name = peak_tflops(device)
     print(f"Device: {device_name}; torch {torch.__version__}; model: {n_params / 1e9:.2f}B params random weights "
           f"({config.num_hidden_layers} layers, d={config.hidden_size}, vocab {config.vocab_size}), {str(dtype).removeprefix('torch.')}, "

@@ -20,8 +20,8 @@ const logs: string[] = [];
 let manifest: SuiteManifest;
 let instances: TaskInstance[];
 
-async function build(out: string, logs: string[], verbose: boolean): Promise<SuiteManifest> {
-  return buildSuite(spec, out, (line) => logs.push(line), path.dirname(SPEC_FILE), { verbose });
+async function build(out: string, into: string[], verbose: boolean): Promise<SuiteManifest> {
+  return buildSuite(spec, out, (line) => into.push(line), path.dirname(SPEC_FILE), { verbose });
 }
 
 beforeAll(async () => {
